@@ -1,0 +1,167 @@
+"""A real SMTP server on loopback that hands each accepted message to Dovecot over LMTP, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import threading
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from deploy.local.ports import free_port
+
+__all__ = ["Received", "SmtpRelay"]
+
+logger = logging.getLogger(__name__)
+
+
+class Received(NamedTuple):
+    """One message the relay accepted and delivered: the SMTP envelope and the raw bytes."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class SmtpRelay:
+    """SMTP on host:port -> LMTP into Dovecot; optional AUTH against `users`; injectable DATA failures."""
+
+    def __init__(
+        self,
+        lmtp_host: str,
+        lmtp_port: int,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        self.lmtp_host = lmtp_host
+        self.lmtp_port = lmtp_port
+        self.host = host
+        # aiosmtpd's Controller cannot bind port 0: it connects to its own port to check readiness.
+        self.port = port if port is not None else free_port()
+        self._users = dict(users) if users is not None else None
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        self._faults: list[str] = []
+        self._controller = Controller(
+            self,
+            hostname=host,
+            port=self.port,
+            authenticator=self._authenticate if users is not None else None,
+            # auth_required=True would make aiosmtpd warn on every connection without TLS, so
+            # handle_MAIL enforces it instead; plain AUTH on loopback is the point of this server.
+            auth_require_tls=False,
+        )
+
+    @property
+    def received(self) -> list[Received]:
+        """A snapshot of the messages accepted so far, oldest first."""
+        with self._lock:
+            return list(self._received)
+
+    def fail_next(self, code: int, text: str, times: int = 1) -> None:
+        """Answer the next `times` DATA commands with `code text` instead of delivering (times=0 clears)."""
+        with self._lock:
+            self._faults = [f"{code} {text}"] * times
+
+    def start(self) -> None:
+        self._controller.start()
+        logger.info(
+            "smtp relay listening on %s:%d -> lmtp %s:%d",
+            self.host,
+            self.port,
+            self.lmtp_host,
+            self.lmtp_port,
+        )
+
+    def stop(self) -> None:
+        self._controller.stop()
+        logger.info("smtp relay on %s:%d stopped", self.host, self.port)
+
+    def __enter__(self) -> SmtpRelay:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # aiosmtpd hooks (called on the controller's event loop thread).
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = False
+        if isinstance(auth_data, LoginPassword) and self._users is not None:
+            login = auth_data.login.decode(errors="replace")
+            ok = self._users.get(login) == auth_data.password.decode(errors="replace")
+        # handled=False: aiosmtpd then answers 535 itself instead of leaving the client hanging.
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self._users is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        # Ask Dovecot now, so an unknown mailbox is refused at RCPT as a real server would do it.
+        code, text = await asyncio.to_thread(self._lmtp, envelope.mail_from or "", address, None)
+        if code != 250:
+            return f"{code} {text}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            fault = self._faults.pop() if self._faults else None
+        if fault is not None:
+            logger.info("smtp relay: injected failure %r", fault)
+            return fault
+        mail_from = envelope.mail_from or ""
+        data = envelope.content if isinstance(envelope.content, bytes) else b""
+        failures = []
+        for rcpt in envelope.rcpt_tos:
+            code, text = await asyncio.to_thread(self._lmtp, mail_from, rcpt, data)
+            if code != 250:
+                failures.append(f"{code} {text}")
+        if failures:
+            # One reply per DATA: report the first failure; recipients already delivered keep their copy.
+            return failures[0]
+        with self._lock:
+            self._received.append(Received(mail_from, list(envelope.rcpt_tos), data))
+        return "250 OK delivered"
+
+    def _lmtp(self, mail_from: str, rcpt: str, data: bytes | None) -> tuple[int, str]:
+        """One LMTP transaction for one recipient (blocking); data=None only checks the recipient.
+
+        One recipient per transaction because LMTP answers DATA once per recipient and smtplib reads one.
+        """
+        try:
+            with smtplib.LMTP(self.lmtp_host, self.lmtp_port, timeout=30) as lmtp:
+                lmtp.ehlo()
+                code, reply = lmtp.mail(mail_from)
+                if code == 250:
+                    code, reply = lmtp.rcpt(rcpt)
+                if code == 250 and data is not None:
+                    code, reply = lmtp.data(data)
+        except smtplib.SMTPResponseException as exc:
+            error = exc.smtp_error
+            code, reply = exc.smtp_code, error.encode() if isinstance(error, str) else error
+        except (OSError, smtplib.SMTPException) as exc:
+            logger.warning("smtp relay: lmtp %s:%d failed: %s", self.lmtp_host, self.lmtp_port, exc)
+            return 451, f"4.4.1 LMTP delivery failed: {exc}"
+        if data is not None and code == 250:
+            logger.debug("smtp relay: delivered to %s", rcpt)
+        return code, reply.decode(errors="replace")
