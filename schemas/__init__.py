@@ -1,0 +1,103 @@
+"""The contract between mailroom's workers: events, topic names, configuration models, ids and errors.
+
+Workers never import each other; they share only this package.
+"""
+
+from __future__ import annotations
+
+from schemas import topics
+from schemas.config import (
+    AuthorizedUsers,
+    AutoResponseRule,
+    CaseProcessing,
+    Condition,
+    ConditionField,
+    ConditionOperator,
+    EnvSecret,
+    ImapSettings,
+    LeadProcessing,
+    Mailbox,
+    MailroomConfig,
+    NoProcessing,
+    Processing,
+    ReplyTemplate,
+    Secret,
+    SmtpSecurity,
+    SmtpSettings,
+    reveal,
+)
+from schemas.errors import ConfigError, EventError, MailroomError
+from schemas.events import (
+    Address,
+    CaseCreated,
+    DeadLetter,
+    Event,
+    IngestCheckpoint,
+    LeadCreated,
+    LetterDecided,
+    LetterHeaders,
+    LetterReceived,
+    LetterThreaded,
+    ReplyFailed,
+    ReplyRequested,
+    ReplySent,
+    RuleOutcome,
+    parse_event,
+    utcnow,
+)
+from schemas.ids import case_id, deterministic_id, lead_id, letter_id, reply_id
+from schemas.loading import ConfigSource, FileConfigSource, load_config, parse_config
+from schemas.settings import KafkaSettings, WorkerSettings, faust_app_options
+
+__all__ = [
+    "Address",
+    "AuthorizedUsers",
+    "AutoResponseRule",
+    "CaseCreated",
+    "CaseProcessing",
+    "Condition",
+    "ConditionField",
+    "ConditionOperator",
+    "ConfigError",
+    "ConfigSource",
+    "DeadLetter",
+    "EnvSecret",
+    "Event",
+    "EventError",
+    "FileConfigSource",
+    "ImapSettings",
+    "IngestCheckpoint",
+    "KafkaSettings",
+    "LeadCreated",
+    "LeadProcessing",
+    "LetterDecided",
+    "LetterHeaders",
+    "LetterReceived",
+    "LetterThreaded",
+    "Mailbox",
+    "MailroomConfig",
+    "MailroomError",
+    "NoProcessing",
+    "Processing",
+    "ReplyFailed",
+    "ReplyRequested",
+    "ReplySent",
+    "ReplyTemplate",
+    "RuleOutcome",
+    "Secret",
+    "SmtpSecurity",
+    "SmtpSettings",
+    "WorkerSettings",
+    "case_id",
+    "deterministic_id",
+    "faust_app_options",
+    "lead_id",
+    "letter_id",
+    "load_config",
+    "parse_config",
+    "parse_event",
+    "reply_id",
+    "reveal",
+    "topics",
+    "utcnow",
+]

@@ -1,0 +1,261 @@
+"""Configuration models: mailboxes, their servers, processing and auto-response rules.
+
+Pure data validated by pydantic; `schemas.loading` turns a YAML file into a `MailroomConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from schemas.errors import ConfigError
+
+__all__ = [
+    "AuthorizedUsers",
+    "CaseProcessing",
+    "Condition",
+    "ConditionField",
+    "ConditionOperator",
+    "EnvSecret",
+    "ImapSettings",
+    "LeadProcessing",
+    "Mailbox",
+    "MailroomConfig",
+    "NoProcessing",
+    "Processing",
+    "ReplyTemplate",
+    "AutoResponseRule",
+    "SmtpSecurity",
+    "SmtpSettings",
+    "Secret",
+    "reveal",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnvSecret(_Model):
+    """A password given as the name of an environment variable: `password: {env: SUPPORT_IMAP_PASSWORD}`."""
+
+    env: str
+
+    def __repr__(self) -> str:
+        return f"EnvSecret(env={self.env!r})"
+
+
+Secret = SecretStr | EnvSecret
+
+
+def reveal(secret: Secret) -> str:
+    """The secret's value, read at the I/O edge only; a missing environment variable is a ConfigError."""
+    if isinstance(secret, SecretStr):
+        return secret.get_secret_value()
+    try:
+        return os.environ[secret.env]
+    except KeyError:
+        raise ConfigError(f"environment variable {secret.env} (a password reference) is not set") from None
+
+
+class ImapSettings(_Model):
+    """How ingest reads a mailbox."""
+
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    ssl: bool = True
+    username: str
+    password: Secret
+    # Certificate checks may be turned off for test servers only.
+    verify_certificates: bool = True
+
+
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class SmtpSettings(_Model):
+    """How the responder sends as a mailbox."""
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+    username: str | None = None
+    password: Secret | None = None
+    verify_certificates: bool = True
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class NoProcessing(_Model):
+    """"Do nothing": letters are received and answered, but make no record."""
+
+    type: Literal["none"] = "none"
+
+
+class LeadProcessing(_Model):
+    """"Convert to Lead": the first letter of each thread becomes a lead."""
+
+    type: Literal["lead"]
+    owner: str | None = None
+    source: str = "email"
+    channel: str | None = None
+
+
+class CaseProcessing(_Model):
+    """"Convert to Case": the first letter of each thread becomes a case."""
+
+    type: Literal["case"]
+    owner: str | None = None
+    assignee: str | None = None
+    status: str = "open"
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+
+
+Processing = Annotated[NoProcessing | LeadProcessing | CaseProcessing, Field(discriminator="type")]
+
+
+class ConditionField(StrEnum):
+    SUBJECT = "subject"
+    BODY = "body"
+    FROM = "from"
+    TO = "to"
+    CC = "cc"
+
+
+class ConditionOperator(StrEnum):
+    CONTAINS = "contains"
+    DOES_NOT_CONTAIN = "does_not_contain"
+    IS_EQUAL_TO = "is_equal_to"
+    STARTS_WITH = "starts_with"
+    ENDS_WITH = "ends_with"
+    IS_ANY_OF = "is_any_of"
+    IS_NOT_ANY_OF = "is_not_any_of"
+    IS_EMPTY = "is_empty"
+    IS_NOT_EMPTY = "is_not_empty"
+
+
+_NO_VALUE = {ConditionOperator.IS_EMPTY, ConditionOperator.IS_NOT_EMPTY}
+_LIST_VALUE = {ConditionOperator.IS_ANY_OF, ConditionOperator.IS_NOT_ANY_OF}
+
+
+class Condition(_Model):
+    """One test on a letter: field + operator + value. Text comparison ignores case unless told."""
+
+    field: ConditionField
+    operator: ConditionOperator
+    value: str | tuple[str, ...] | None = None
+    case_sensitive: bool = False
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        if self.operator in _NO_VALUE:
+            if self.value not in (None, "", ()):
+                raise ValueError(f"operator {self.operator.value} takes no value, got {self.value!r}")
+        elif self.operator in _LIST_VALUE:
+            if self.value is None or not self.values():
+                raise ValueError(f"operator {self.operator.value} needs a list of values")
+        elif not isinstance(self.value, str) or self.value == "":
+            raise ValueError(f"operator {self.operator.value} needs a non-empty text value, got {self.value!r}")
+        return self
+
+    def values(self) -> tuple[str, ...]:
+        """The value as a list: a YAML list, or a comma-separated string (trimmed) as the original takes."""
+        if self.value is None:
+            return ()
+        if isinstance(self.value, str):
+            return tuple(part.strip() for part in self.value.split(",") if part.strip())
+        return tuple(v.strip() for v in self.value if v.strip())
+
+
+class ReplyTemplate(_Model):
+    """A jinja2 template for a reply: subject and body, html or plain."""
+
+    subject: str
+    body: str
+    type: Literal["plain", "html"] = "plain"
+
+
+class AutoResponseRule(_Model):
+    """Conditions all AND-combined; no condition matches every letter. Several rules make an OR."""
+
+    id: str = Field(min_length=1)
+    name: str
+    active: bool = True
+    position: int = 0
+    conditions: tuple[Condition, ...] = ()
+    template: ReplyTemplate | str
+    """The template itself, or the name of one under the configuration's `templates`."""
+
+
+class AuthorizedUsers(_Model):
+    """Who may see a mailbox's letters."""
+
+    users: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+class Mailbox(_Model):
+    """A system mailbox such as support@ or sales@, watched over IMAP and answered over SMTP."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    organization: str
+    label: str
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    imap: ImapSettings
+    smtp: SmtpSettings
+    folders: tuple[str, ...] = ("INBOX",)
+    processing: Processing = NoProcessing()
+    authorized: AuthorizedUsers = AuthorizedUsers()
+    rules: tuple[AutoResponseRule, ...] = ()
+
+    def active_rules(self) -> tuple[AutoResponseRule, ...]:
+        """Active rules in their explicit order (position, then as written)."""
+        return tuple(sorted((r for r in self.rules if r.active), key=lambda r: r.position))
+
+
+class MailroomConfig(_Model):
+    """The whole configuration: named templates and the mailboxes."""
+
+    templates: dict[str, ReplyTemplate] = {}
+    mailboxes: tuple[Mailbox, ...] = ()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> MailroomConfig:
+        seen: set[str] = set()
+        for box in self.mailboxes:
+            if box.id in seen:
+                raise ValueError(f"mailbox id {box.id!r} is used twice")
+            seen.add(box.id)
+            rule_ids = [r.id for r in box.rules]
+            for rule in box.rules:
+                if rule_ids.count(rule.id) > 1:
+                    raise ValueError(f"mailbox {box.id!r}: rule id {rule.id!r} is used twice")
+                if isinstance(rule.template, str) and rule.template not in self.templates:
+                    raise ValueError(
+                        f"mailbox {box.id!r}, rule {rule.id!r}: unknown template {rule.template!r}"
+                    )
+        return self
+
+    def mailbox(self, mailbox_id: str) -> Mailbox | None:
+        return next((b for b in self.mailboxes if b.id == mailbox_id), None)
+
+    def template_of(self, rule: AutoResponseRule) -> ReplyTemplate:
+        """The rule's own template, or the named one it refers to."""
+        if isinstance(rule.template, str):
+            return self.templates[rule.template]
+        return rule.template
+
+    def mailbox_addresses(self) -> frozenset[str]:
+        """Every address mailroom answers as, lower-cased (mail from these is never auto-answered)."""
+        return frozenset(b.email.lower() for b in self.mailboxes)

@@ -1,0 +1,26 @@
+"""The root of every mailroom error, and the errors of the shared contract.
+
+    MailroomError
+    ├── ConfigError          the configuration file or a value in it is invalid
+    └── EventError           bytes on a topic are not a valid event of the expected type
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = ["ConfigError", "EventError", "MailroomError"]
+
+
+class MailroomError(Exception):
+    """Root of mailroom's errors; `retriable` tells the error policy whether trying again can help."""
+
+    retriable: ClassVar[bool] = False
+
+
+class ConfigError(MailroomError):
+    """The configuration is invalid; the message names the field path and the bad value."""
+
+
+class EventError(MailroomError):
+    """A message on a topic is not a valid event of the expected type."""

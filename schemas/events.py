@@ -1,0 +1,253 @@
+"""Events on the topics: past-tense facts, each with `schema_version`, a deterministic `event_id` and times.
+
+Values travel as UTF-8 JSON (`Event.to_bytes`); `parse_event` validates bytes into the expected model and
+raises EventError (never a pydantic trace) when they do not fit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.config import ReplyTemplate
+from schemas.errors import EventError
+
+__all__ = [
+    "Address",
+    "CaseCreated",
+    "DeadLetter",
+    "Event",
+    "IngestCheckpoint",
+    "LeadCreated",
+    "LetterDecided",
+    "LetterHeaders",
+    "LetterReceived",
+    "LetterThreaded",
+    "ReplyFailed",
+    "ReplyRequested",
+    "ReplySent",
+    "RuleOutcome",
+    "parse_event",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    # bytes travel as base64 in JSON and are plain bytes in Python.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+
+class Event(_Model):
+    """Common fields. `occurred_at`: when the fact happened; `produced_at`: when this event was written."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    occurred_at: datetime
+    produced_at: datetime = Field(default_factory=utcnow)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+E = TypeVar("E", bound=Event)
+
+
+def parse_event(model: type[E], data: bytes | None) -> E:
+    """Validates a message value as `model`; EventError names what is wrong."""
+    if data is None:
+        raise EventError(f"expected a {model.__name__}, got an empty message")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(event)'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise EventError(f"not a valid {model.__name__}: {problems}") from None
+
+
+class Address(_Model):
+    """A mailbox address with its display name (decoded from RFC 2047)."""
+
+    name: str = ""
+    address: str
+
+
+class LetterHeaders(_Model):
+    """The header fields later stages need, parsed once by ingest."""
+
+    message_id: str
+    """Without angle brackets; a synthetic `<hash>@mailroom.invalid` when the letter has none."""
+    message_id_synthetic: bool = False
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    subject: str = ""
+    from_: Address | None = Field(None, alias="from")
+    reply_to: tuple[Address, ...] = ()
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    date: datetime | None = None
+
+
+class LetterReceived(Event):
+    """A letter read from a mailbox folder. `event_id` comes from (mailbox, folder, UIDVALIDITY, UID)."""
+
+    mailbox_id: str
+    organization: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    size: int
+    headers: LetterHeaders
+    defects: tuple[str, ...] = ()
+    raw: bytes
+    """The letter's bytes exactly as the IMAP server gave them."""
+
+
+class LetterThreaded(Event):
+    """A parsed letter and its thread. `thread_id` is the Message-ID of the thread's first letter."""
+
+    mailbox_id: str
+    organization: str
+    letter_id: str
+    """The event id of the LetterReceived this comes from."""
+    message_id: str
+    thread_id: str
+    starts_thread: bool
+    sender: Address
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    subject: str = ""
+    text_body: str = ""
+    date: datetime | None = None
+    authorized_users: tuple[str, ...] = ()
+    authorized_roles: tuple[str, ...] = ()
+
+
+class RuleOutcome(_Model):
+    """How one rule fared on a letter; `failed_condition` is the index of the first condition that failed."""
+
+    rule_id: str
+    rule_name: str
+    matched: bool
+    failed_condition: int | None = None
+
+
+class LetterDecided(Event):
+    """What the matcher decided about replying to a letter, and why: this is what an auditor reads."""
+
+    mailbox_id: str
+    letter_id: str
+    message_id: str
+    rules: tuple[RuleOutcome, ...] = ()
+    reply_ids: tuple[str, ...] = ()
+    skipped_because: str | None = None
+    """Set when the letter may not be auto-answered at all (a loop guard), e.g. 'auto-submitted'."""
+
+
+class ReplyRequested(Event):
+    """A reply to send as a mailbox. `event_id` equals `reply_id`: one request per reply."""
+
+    reply_id: str
+    mailbox_id: str
+    kind: Literal["auto"] = "auto"
+    rule_id: str
+    rule_name: str
+    template: ReplyTemplate
+    to: tuple[Address, ...]
+    in_reply_to: str
+    references: tuple[str, ...] = ()
+    letter: dict[str, object] = {}
+    """Template variables taken from the incoming letter (subject, sender, date, text body, message id)."""
+    mailbox_label: str
+    mailbox_email: str
+
+
+class ReplySent(Event):
+    """The SMTP server accepted a reply."""
+
+    reply_id: str
+    mailbox_id: str
+    message_id: str
+    to: tuple[str, ...]
+
+
+class ReplyFailed(Event):
+    """A reply could not be sent; `smtp_code` is set when the server refused it."""
+
+    reply_id: str
+    mailbox_id: str
+    reason: str
+    smtp_code: int | None = None
+    retriable: bool = False
+
+
+class LeadCreated(Event):
+    """A lead made from the first letter of a thread (public contract). `event_id` equals `lead_id`."""
+
+    lead_id: str
+    organization: str
+    mailbox_id: str
+    name: str
+    first_name: str
+    last_name: str
+    email: str
+    notes: str
+    status: str = "new"
+    owner: str | None = None
+    source: str = "email"
+    channel: str | None = None
+    letter_id: str
+    message_id: str
+    thread_id: str
+
+
+class CaseCreated(Event):
+    """A case made from the first letter of a thread (public contract). `event_id` equals `case_id`."""
+
+    case_id: str
+    organization: str
+    mailbox_id: str
+    subject: str
+    description: str
+    reporter_email: str
+    owner: str | None = None
+    assignee: str | None = None
+    status: str = "open"
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+    letter_id: str
+    message_id: str
+    thread_id: str
+
+
+class DeadLetter(Event):
+    """Something a worker could not process, with the reason and the original bytes."""
+
+    stage: str
+    reason: str
+    error_type: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_key: str | None = None
+    mailbox_id: str | None = None
+    original: bytes
+    """The raw letter when there is one, otherwise the message value as it was read."""
+    original_kind: Literal["letter", "event"]
+
+
+class IngestCheckpoint(Event):
+    """How far ingest has read one mailbox folder."""
+
+    mailbox_id: str
+    folder: str
+    uidvalidity: int
+    last_uid: int

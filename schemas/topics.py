@@ -1,0 +1,72 @@
+"""Topic names: the one place that says which event travels where and how it is keyed.
+
+Every topic of the pipeline has the same number of partitions (so that faust tables line up with their
+source topics); keys are given per topic below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ALL_TOPICS",
+    "CASES",
+    "DEAD_LETTERS",
+    "INGEST_CHECKPOINTS",
+    "LEADS",
+    "LETTERS_DECIDED",
+    "LETTERS_RECEIVED",
+    "LETTERS_THREADED",
+    "REPLIES_REQUESTED",
+    "REPLY_OUTCOMES",
+    "TopicSpec",
+]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's name, what its key is, and whether Kafka compacts it."""
+
+    name: str
+    key: str
+    compacted: bool = False
+
+
+LETTERS_RECEIVED = TopicSpec("mailroom.letters.received.v1", key="mailbox id")
+"""LetterReceived: ingest -> matcher. Raw bytes plus parsed header fields."""
+
+LETTERS_THREADED = TopicSpec("mailroom.letters.threaded.v1", key="mailbox id")
+"""LetterThreaded: matcher -> converter. The parsed letter and its place in a thread."""
+
+LETTERS_DECIDED = TopicSpec("mailroom.letters.decided.v1", key="mailbox id")
+"""LetterDecided: matcher -> auditors. Which rules matched and why a letter got no reply."""
+
+REPLIES_REQUESTED = TopicSpec("mailroom.replies.requested.v1", key="mailbox id")
+"""ReplyRequested: matcher -> responder."""
+
+REPLY_OUTCOMES = TopicSpec("mailroom.replies.outcomes.v1", key="reply id")
+"""ReplySent | ReplyFailed: responder -> everyone."""
+
+LEADS = TopicSpec("mailroom.leads.v1", key="lead id")
+"""LeadCreated: converter -> downstream CRMs (public contract)."""
+
+CASES = TopicSpec("mailroom.cases.v1", key="case id")
+"""CaseCreated: converter -> downstream CRMs (public contract)."""
+
+DEAD_LETTERS = TopicSpec("mailroom.dead-letters.v1", key="source key")
+"""DeadLetter: any worker -> operators. What could not be processed, with the reason and original bytes."""
+
+INGEST_CHECKPOINTS = TopicSpec("mailroom.ingest.checkpoints.v1", key="mailbox id/folder", compacted=True)
+"""IngestCheckpoint: ingest's own progress per mailbox folder (UIDVALIDITY and last UID read)."""
+
+ALL_TOPICS = (
+    LETTERS_RECEIVED,
+    LETTERS_THREADED,
+    LETTERS_DECIDED,
+    REPLIES_REQUESTED,
+    REPLY_OUTCOMES,
+    LEADS,
+    CASES,
+    DEAD_LETTERS,
+    INGEST_CHECKPOINTS,
+)
