@@ -1,0 +1,115 @@
+"""I/O edge: polls every mailbox folder and publishes each new letter, then the folder's checkpoint.
+
+Letters go out before the checkpoint that covers them, so a crash in between only re-reads letters, and
+a re-read letter has the same event id (mailbox, folder, UIDVALIDITY, UID): nothing is lost or made twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from ingest.errors import ImapError
+from ingest.imap import ImapReader
+from ingest.kafka import Publisher, PublishError
+from ingest.parse import letter_event
+from schemas import topics
+from schemas.config import Mailbox, MailroomConfig
+from schemas.events import DeadLetter, Event, IngestCheckpoint, utcnow
+from schemas.ids import deterministic_id, letter_id
+
+__all__ = ["MAX_LETTER_BYTES", "Ingest"]
+
+logger = logging.getLogger(__name__)
+
+MAX_LETTER_BYTES = 10 * 1024 * 1024
+"""Larger letters stay in the mailbox and are reported on the dead-letter topic (head only)."""
+
+
+class Ingest:
+    def __init__(
+        self,
+        config: MailroomConfig,
+        publisher: Publisher,
+        checkpoints: dict[tuple[str, str], IngestCheckpoint],
+        reader_factory: Callable[[Mailbox], ImapReader] = lambda box: ImapReader(box.imap),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._config = config
+        self._publisher = publisher
+        self._checkpoints = dict(checkpoints)
+        self._readers = {box.id: reader_factory(box) for box in config.mailboxes}
+        self._clock = clock
+
+    def poll_once(self) -> int:
+        """Reads every folder of every mailbox once; returns how many letters were published."""
+        published = 0
+        for box in self._config.mailboxes:
+            for folder in box.folders:
+                try:
+                    published += self._drain_folder(box, folder)
+                except (ImapError, PublishError) as exc:
+                    # One mailbox or a broker hiccup must not stop the others; the next poll tries again.
+                    logger.warning("mailbox %s folder %s: %s", box.id, folder, exc)
+        return published
+
+    def _drain_folder(self, box: Mailbox, folder: str) -> int:
+        count = 0
+        while True:
+            point = self._checkpoints.get((box.id, folder))
+            batch = self._readers[box.id].read_new(
+                folder, point.uidvalidity if point else None, point.last_uid if point else 0
+            )
+            if not batch.letters:
+                return count
+            items: list[tuple[topics.TopicSpec, str, Event]] = []
+            for letter in batch.letters:
+                if len(letter.raw) > MAX_LETTER_BYTES:
+                    dead = self._too_large(box, folder, batch.uidvalidity, letter.uid, letter.raw)
+                    items.append((topics.DEAD_LETTERS, box.id, dead))
+                    continue
+                event = letter_event(
+                    box.id, box.organization, folder, batch.uidvalidity, letter.uid, letter.internal_date, letter.raw
+                )
+                items.append((topics.LETTERS_RECEIVED, box.id, event))
+                logger.info("mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id)
+            last = batch.letters[-1].uid
+            checkpoint = IngestCheckpoint(
+                event_id=deterministic_id("ingest-checkpoint", box.id, folder, batch.uidvalidity, last),
+                occurred_at=self._clock(),
+                mailbox_id=box.id,
+                folder=folder,
+                uidvalidity=batch.uidvalidity,
+                last_uid=last,
+            )
+            self._publisher.publish(items)
+            self._publisher.publish([(topics.INGEST_CHECKPOINTS, f"{box.id}/{folder}", checkpoint)])
+            self._checkpoints[(box.id, folder)] = checkpoint
+            count += len(items)
+
+    def _too_large(self, box: Mailbox, folder: str, uidvalidity: int, uid: int, raw: bytes) -> DeadLetter:
+        logger.warning("mailbox %s %s uid %d: letter of %d bytes is too large", box.id, folder, uid, len(raw))
+        return DeadLetter(
+            event_id=deterministic_id("dead-letter", letter_id(box.id, folder, uidvalidity, uid)),
+            occurred_at=self._clock(),
+            stage="ingest",
+            reason=f"letter of {len(raw)} bytes is over the {MAX_LETTER_BYTES}-byte limit; it stays in "
+            f"{folder} (UIDVALIDITY {uidvalidity}, UID {uid}); the original holds its first 1 MiB",
+            error_type="LetterTooLarge",
+            source_topic=f"imap:{box.id}/{folder}",
+            mailbox_id=box.id,
+            original=raw[: 1024 * 1024],
+            original_kind="letter",
+        )
+
+    def run(self, poll_seconds: float, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.poll_once()
+            stop.wait(poll_seconds)
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._publisher.close()

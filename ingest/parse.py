@@ -1,0 +1,124 @@
+"""Pure: parses a letter's header block into the fields later stages need; never raises on bad mail.
+
+Only the headers are parsed here (cheap at any letter size); the matcher parses the body once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+
+from schemas.events import Address, LetterHeaders, LetterReceived
+from schemas.ids import letter_id
+
+__all__ = [
+    "SYNTHETIC_DOMAIN", "letter_event", "normalize_message_id", "parse_headers", "synthetic_message_id"
+]
+
+SYNTHETIC_DOMAIN = "mailroom.invalid"
+_ID = re.compile(r"<([^<>\s]+)>")
+_PARSER = BytesHeaderParser(policy=policy.default)
+
+
+def normalize_message_id(value: str) -> str:
+    """`<abc@host>` -> `abc@host`; an id without brackets is kept as it is, trimmed."""
+    match = _ID.search(value)
+    return match.group(1) if match else value.strip()
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    """A stable id for a letter that has none: the same bytes always give the same id."""
+    return f"{hashlib.sha256(raw).hexdigest()[:32]}@{SYNTHETIC_DOMAIN}"
+
+
+def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
+    """The letter's header fields and the defects found on the way (recorded, never raised)."""
+    msg = _PARSER.parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    defects = [type(d).__name__ for d in msg.defects]
+
+    message_id = normalize_message_id(_text(msg, "Message-ID", defects))
+    synthetic = not message_id
+    if synthetic:
+        message_id = synthetic_message_id(raw)
+    senders = _addresses(msg, "From", defects) or _addresses(msg, "Sender", defects)
+    headers = LetterHeaders(
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        in_reply_to=tuple(_ids(_text(msg, "In-Reply-To", defects))),
+        references=tuple(_ids(_text(msg, "References", defects))),
+        subject=" ".join(_text(msg, "Subject", defects).split()),
+        from_=senders[0] if senders else None,
+        reply_to=tuple(_addresses(msg, "Reply-To", defects)),
+        to=tuple(_addresses(msg, "To", defects)),
+        cc=tuple(_addresses(msg, "Cc", defects)),
+        date=_date(msg, defects),
+    )
+    return headers, tuple(dict.fromkeys(defects))
+
+
+def _text(msg: EmailMessage, name: str, defects: list[str]) -> str:
+    try:
+        value = msg.get(name)
+    except Exception as exc:  # the header registry raises on some malformed values
+        defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
+        return ""
+    return "" if value is None else str(value)
+
+
+def _ids(value: str) -> list[str]:
+    found = _ID.findall(value)
+    if not found and value.strip():
+        found = value.split()
+    return list(dict.fromkeys(found))
+
+
+def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address]:
+    try:
+        header = msg.get(name)
+        if header is None:
+            return []
+        if not isinstance(header, AddressHeader):
+            return []
+        found = [Address(name=a.display_name, address=a.addr_spec) for a in header.addresses]
+    except Exception as exc:  # e.g. an address list the registry cannot split
+        defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
+        return []
+    return [a for a in found if "@" in a.address]
+
+
+def _date(msg: EmailMessage, defects: list[str]) -> datetime | None:
+    try:
+        header = msg.get("Date")
+        value = getattr(header, "datetime", None)
+    except Exception as exc:
+        defects.append(f"InvalidDateHeader:{type(exc).__name__}")
+        return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def letter_event(
+    mailbox_id: str, organization: str, folder: str, uidvalidity: int, uid: int, received_at: datetime, raw: bytes
+) -> LetterReceived:
+    """The LetterReceived for one IMAP message; its id depends only on where the message lives."""
+    headers, defects = parse_headers(raw)
+    return LetterReceived(
+        event_id=letter_id(mailbox_id, folder, uidvalidity, uid),
+        occurred_at=received_at,
+        mailbox_id=mailbox_id,
+        organization=organization,
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        size=len(raw),
+        headers=headers,
+        defects=defects,
+        raw=raw,
+    )

@@ -1,0 +1,82 @@
+"""Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker.
+
+A bad configuration stops the process before it starts, with the field path and the bad value (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from schemas.errors import ConfigError
+from schemas.loading import load_config
+from schemas.settings import WorkerSettings
+
+__all__ = ["main"]
+
+WORKERS = ("ingest", "matcher", "converter", "responder")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailroom", description="System mailboxes on a Kafka pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for worker in WORKERS:
+        cmd = sub.add_parser(worker, help=f"run the {worker} worker")
+        if worker == "ingest":
+            cmd.add_argument("--once", action="store_true", help="read every mailbox once, then exit")
+    sub.add_parser("check-config", help="validate the configuration file and exit")
+    sub.add_parser("topics", help="create the pipeline's topics that do not exist yet")
+    replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
+    replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = WorkerSettings()
+    except Exception as exc:  # pydantic-settings' validation error: show it without a trace
+        print(f"mailroom: invalid environment settings: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    servers = settings.kafka.bootstrap_servers
+    if args.command == "topics":
+        from mailroom.admin import create_topics
+
+        created = create_topics(servers, settings.kafka.partitions)
+        print(f"created {len(created)} topics" + "".join(f"\n  {name}" for name in created))
+        return 0
+    if args.command == "replay":
+        from mailroom.admin import rewind_workers
+
+        for worker, count in rewind_workers(servers, args.workers).items():
+            print(f"mailroom-{worker}: {count} partitions rewound to the start")
+        return 0
+    try:
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        print(f"mailroom: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{settings.config}: {len(config.mailboxes)} mailboxes, valid")
+        return 0
+    module = importlib.import_module(f"{args.command}.main")
+    options = {"once": args.once} if args.command == "ingest" else {}
+    try:
+        return int(module.run(settings, config, **options))
+    except ConfigError as exc:
+        print(f"mailroom: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
