@@ -71,10 +71,18 @@ class Ingest:
                     items.append((topics.DEAD_LETTERS, box.id, dead))
                     continue
                 event = letter_event(
-                    box.id, box.organization, folder, batch.uidvalidity, letter.uid, letter.internal_date, letter.raw
+                    box.id,
+                    box.organization,
+                    folder,
+                    batch.uidvalidity,
+                    letter.uid,
+                    letter.internal_date,
+                    letter.raw,
                 )
                 items.append((topics.LETTERS_RECEIVED, box.id, event))
-                logger.info("mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id)
+                logger.info(
+                    "mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id
+                )
             last = batch.letters[-1].uid
             checkpoint = IngestCheckpoint(
                 event_id=deterministic_id("ingest-checkpoint", box.id, folder, batch.uidvalidity, last),

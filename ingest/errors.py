@@ -1,8 +1,8 @@
 """Errors of the ingest worker.
 
-    MailroomError
-    └── ImapError              the IMAP server failed or dropped the connection (retriable)
-        └── ImapLoginError     the server refused the credentials (not retriable until reconfigured)
+MailroomError
+└── ImapError              the IMAP server failed or dropped the connection (retriable)
+    └── ImapLoginError     the server refused the credentials (not retriable until reconfigured)
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +76,7 @@ class ImapReader:
             fetched = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
         except ImapError:
             raise
-        except (OSError, socket.timeout, imaplib.IMAP4.error) as exc:
+        except (TimeoutError, OSError, imaplib.IMAP4.error) as exc:
             self.close()
             raise ImapError(f"{self._settings.host}: reading {folder!r} failed: {exc}") from exc
         letters = []
@@ -87,7 +86,9 @@ class ImapReader:
                 continue
             date = item.get(b"INTERNALDATE")
             when = date if isinstance(date, datetime) else datetime.now(UTC)
-            letters.append(FetchedLetter(uid, when if when.tzinfo else when.replace(tzinfo=UTC), item[b"BODY[]"]))
+            letters.append(
+                FetchedLetter(uid, when if when.tzinfo else when.replace(tzinfo=UTC), item[b"BODY[]"])
+            )
         return FolderBatch(current, letters)
 
     def close(self) -> None:

@@ -11,8 +11,9 @@ from kafka.errors import KafkaError
 from schemas import topics
 from schemas.errors import MailroomError
 from schemas.events import Event, IngestCheckpoint, parse_event
+from schemas.settings import KafkaSettings
 
-__all__ = ["Publisher", "PublishError", "read_checkpoints"]
+__all__ = ["PublishError", "Publisher", "read_checkpoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,10 @@ class PublishError(MailroomError):
 class Publisher:
     """Sends events and waits until the broker has them all (acks=all, idempotent producer)."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            bootstrap_servers=kafka.bootstrap_servers,
             acks="all",
             linger_ms=5,
             max_request_size=MAX_REQUEST_BYTES,
@@ -39,7 +41,8 @@ class Publisher:
 
     def publish(self, items: list[tuple[topics.TopicSpec, str, Event]], timeout: float = 60.0) -> None:
         futures = [
-            self._producer.send(spec.name, key=key.encode(), value=event.to_bytes()) for spec, key, event in items
+            self._producer.send(self._kafka.topic(spec), key=key.encode(), value=event.to_bytes())
+            for spec, key, event in items
         ]
         try:
             for future in futures:
@@ -51,12 +54,14 @@ class Publisher:
         self._producer.close(timeout=10)
 
 
-def read_checkpoints(bootstrap_servers: str, timeout: float = 60.0) -> dict[tuple[str, str], IngestCheckpoint]:
+def read_checkpoints(kafka: KafkaSettings, timeout: float = 60.0) -> dict[tuple[str, str], IngestCheckpoint]:
     """The latest checkpoint per (mailbox, folder), read from the compacted checkpoint topic."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
     try:
-        partitions = consumer.partitions_for_topic(topics.INGEST_CHECKPOINTS.name) or set()
-        tps = [TopicPartition(topics.INGEST_CHECKPOINTS.name, p) for p in sorted(partitions)]
+        name = kafka.topic(topics.INGEST_CHECKPOINTS)
+        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or set())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)

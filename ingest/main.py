@@ -17,10 +17,9 @@ logger = logging.getLogger(__name__)
 
 
 def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) -> int:
-    servers = settings.kafka.bootstrap_servers
-    checkpoints = read_checkpoints(servers)
+    checkpoints = read_checkpoints(settings.kafka)
     logger.info("ingest: %d mailboxes, %d folder checkpoints", len(config.mailboxes), len(checkpoints))
-    ingest = Ingest(config, Publisher(servers), checkpoints)
+    ingest = Ingest(config, Publisher(settings.kafka), checkpoints)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -17,7 +17,11 @@ from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
 
 __all__ = [
-    "SYNTHETIC_DOMAIN", "letter_event", "normalize_message_id", "parse_headers", "synthetic_message_id"
+    "SYNTHETIC_DOMAIN",
+    "letter_event",
+    "normalize_message_id",
+    "parse_headers",
+    "synthetic_message_id",
 ]
 
 SYNTHETIC_DOMAIN = "mailroom.invalid"
@@ -105,7 +109,13 @@ def _date(msg: EmailMessage, defects: list[str]) -> datetime | None:
 
 
 def letter_event(
-    mailbox_id: str, organization: str, folder: str, uidvalidity: int, uid: int, received_at: datetime, raw: bytes
+    mailbox_id: str,
+    organization: str,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    received_at: datetime,
+    raw: bytes,
 ) -> LetterReceived:
     """The LetterReceived for one IMAP message; its id depends only on where the message lives."""
     headers, defects = parse_headers(raw)

@@ -9,6 +9,7 @@ from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas import topics
+from schemas.settings import KafkaSettings
 
 __all__ = ["STREAM_WORKERS", "create_topics", "rewind_workers"]
 
@@ -19,23 +20,31 @@ STREAM_WORKERS = {
     "converter": (topics.LETTERS_THREADED,),
     "responder": (topics.REPLIES_REQUESTED,),
 }
-"""Each stream worker's consumer group (`mailroom-<worker>`) and the topics it reads."""
+"""The topics each stream worker reads."""
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def create_topics(bootstrap_servers: str, partitions: int) -> list[str]:
+def _admin(kafka: KafkaSettings) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="mailroom-admin")
+
+
+def create_topics(kafka: KafkaSettings) -> list[str]:
     """Creates every pipeline topic that does not exist yet; returns the names it created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mailroom-admin")
+    admin = _admin(kafka)
     created = []
     try:
         existing = set(admin.list_topics())
         for spec in topics.ALL_TOPICS:
-            if spec.name in existing:
+            name = kafka.topic(spec)
+            if name in existing:
                 continue
-            config = {"cleanup.policy": "compact"} if spec.compacted else {}
-            config["max.message.bytes"] = str(16 * 1024 * 1024)
+            config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+            if spec.compacted:
+                config["cleanup.policy"] = "compact"
             try:
-                admin.create_topics([NewTopic(spec.name, partitions, 1, topic_configs=config)])
-                created.append(spec.name)
+                admin.create_topics([NewTopic(name, kafka.partitions, 1, topic_configs=config)])
+                created.append(name)
             except TopicAlreadyExistsError:
                 pass
     finally:
@@ -43,25 +52,28 @@ def create_topics(bootstrap_servers: str, partitions: int) -> list[str]:
     return created
 
 
-def rewind_workers(bootstrap_servers: str, workers: list[str]) -> dict[str, int]:
+def rewind_workers(kafka: KafkaSettings, workers: list[str]) -> dict[str, int]:
     """Moves the named workers' consumer groups back to the start of their input topics.
 
     The workers must be stopped. Their tables (what was already sent or created) stay, so a replay
     re-derives every event but sends no second reply and creates no second record.
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mailroom-admin")
+    admin = _admin(kafka)
     rewound = {}
     try:
-        described = {t["name"]: t for t in admin.describe_topics([s.name for s in topics.ALL_TOPICS])}
+        described = {t["name"]: t for t in admin.describe_topics([kafka.topic(s) for s in topics.ALL_TOPICS])}
         for worker in workers:
             specs: dict[TopicPartition, OffsetSpec] = {}
             for spec in STREAM_WORKERS[worker]:
-                for part in described[spec.name]["partitions"]:
-                    specs[TopicPartition(spec.name, part["partition_index"])] = OffsetSpec.EARLIEST
-            result = admin.reset_group_offsets(f"mailroom-{worker}", specs)
-            errors = {tp: r["error"] for tp, r in result.items() if r["error"] is not None and r["error"].errno}
+                name = kafka.topic(spec)
+                for part in described[name]["partitions"]:
+                    specs[TopicPartition(name, part["partition_index"])] = OffsetSpec.EARLIEST
+            result = admin.reset_group_offsets(kafka.group(worker), specs)
+            errors = {
+                tp: r["error"] for tp, r in result.items() if r["error"] is not None and r["error"].errno
+            }
             if errors:
-                raise RuntimeError(f"could not rewind mailroom-{worker}: {errors}")
+                raise RuntimeError(f"could not rewind {kafka.group(worker)}: {errors}")
             rewound[worker] = len(specs)
     finally:
         admin.close()

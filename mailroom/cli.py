@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import Any
 
 from schemas.errors import ConfigError
 from schemas.loading import load_config
@@ -48,18 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailroom: invalid environment settings: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    servers = settings.kafka.bootstrap_servers
     if args.command == "topics":
         from mailroom.admin import create_topics
 
-        created = create_topics(servers, settings.kafka.partitions)
+        created = create_topics(settings.kafka)
         print(f"created {len(created)} topics" + "".join(f"\n  {name}" for name in created))
         return 0
     if args.command == "replay":
         from mailroom.admin import rewind_workers
 
-        for worker, count in rewind_workers(servers, args.workers).items():
-            print(f"mailroom-{worker}: {count} partitions rewound to the start")
+        for worker, count in rewind_workers(settings.kafka, args.workers).items():
+            print(f"{settings.kafka.group(worker)}: {count} partitions rewound to the start")
         return 0
     try:
         config = load_config(settings.config)
@@ -69,13 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{settings.config}: {len(config.mailboxes)} mailboxes, valid")
         return 0
-    module = importlib.import_module(f"{args.command}.main")
-    options = {"once": args.once} if args.command == "ingest" else {}
     try:
-        return int(module.run(settings, config, **options))
+        if args.command == "ingest":
+            from ingest.main import run
+
+            return run(settings, config, once=args.once)
+        app = importlib.import_module(f"{args.command}.app").create_app(settings, config)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
+    return _run_faust(app, settings.log_level)
+
+
+def _run_faust(app: Any, log_level: str) -> int:
+    """Runs a stream worker's faust app in this process until SIGTERM."""
+    import faust
+
+    level = {"WARNING": "warn", "CRITICAL": "crit"}.get(log_level.upper(), log_level.lower())
+    faust.Worker(app, loglevel=level, quiet=True).execute_from_commandline()
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ from schemas.config import (
     MailroomConfig,
     NoProcessing,
     Processing,
+    ReplyPolicy,
     ReplyTemplate,
     Secret,
     SmtpSecurity,
     SmtpSettings,
     reveal,
 )
-from schemas.errors import ConfigError, EventError, MailroomError
+from schemas.errors import ConfigError, EventError, MailroomError, UnknownMailboxError
 from schemas.events import (
     Address,
     CaseCreated,
@@ -45,11 +46,20 @@ from schemas.events import (
     parse_event,
     utcnow,
 )
-from schemas.ids import case_id, deterministic_id, lead_id, letter_id, reply_id
+from schemas.ids import (
+    LOOP_MARKER_HEADER,
+    case_id,
+    deterministic_id,
+    lead_id,
+    letter_id,
+    reply_id,
+    reply_message_id,
+)
 from schemas.loading import ConfigSource, FileConfigSource, load_config, parse_config
 from schemas.settings import KafkaSettings, WorkerSettings, faust_app_options
 
 __all__ = [
+    "LOOP_MARKER_HEADER",
     "Address",
     "AuthorizedUsers",
     "AutoResponseRule",
@@ -80,6 +90,7 @@ __all__ = [
     "NoProcessing",
     "Processing",
     "ReplyFailed",
+    "ReplyPolicy",
     "ReplyRequested",
     "ReplySent",
     "ReplyTemplate",
@@ -87,6 +98,7 @@ __all__ = [
     "Secret",
     "SmtpSecurity",
     "SmtpSettings",
+    "UnknownMailboxError",
     "WorkerSettings",
     "case_id",
     "deterministic_id",
@@ -97,6 +109,7 @@ __all__ = [
     "parse_config",
     "parse_event",
     "reply_id",
+    "reply_message_id",
     "reveal",
     "topics",
     "utcnow",

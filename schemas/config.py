@@ -15,6 +15,7 @@ from schemas.errors import ConfigError
 
 __all__ = [
     "AuthorizedUsers",
+    "AutoResponseRule",
     "CaseProcessing",
     "Condition",
     "ConditionField",
@@ -26,11 +27,11 @@ __all__ = [
     "MailroomConfig",
     "NoProcessing",
     "Processing",
+    "ReplyPolicy",
     "ReplyTemplate",
-    "AutoResponseRule",
+    "Secret",
     "SmtpSecurity",
     "SmtpSettings",
-    "Secret",
     "reveal",
 ]
 
@@ -92,13 +93,13 @@ class SmtpSettings(_Model):
 
 
 class NoProcessing(_Model):
-    """"Do nothing": letters are received and answered, but make no record."""
+    """ "Do nothing": letters are received and answered, but make no record."""
 
     type: Literal["none"] = "none"
 
 
 class LeadProcessing(_Model):
-    """"Convert to Lead": the first letter of each thread becomes a lead."""
+    """ "Convert to Lead": the first letter of each thread becomes a lead."""
 
     type: Literal["lead"]
     owner: str | None = None
@@ -107,7 +108,7 @@ class LeadProcessing(_Model):
 
 
 class CaseProcessing(_Model):
-    """"Convert to Case": the first letter of each thread becomes a case."""
+    """ "Convert to Case": the first letter of each thread becomes a case."""
 
     type: Literal["case"]
     owner: str | None = None
@@ -166,7 +167,9 @@ class Condition(_Model):
             if self.value is None or not self.values():
                 raise ValueError(f"operator {self.operator.value} needs a list of values")
         elif not isinstance(self.value, str) or self.value == "":
-            raise ValueError(f"operator {self.operator.value} needs a non-empty text value, got {self.value!r}")
+            raise ValueError(
+                f"operator {self.operator.value} needs a non-empty text value, got {self.value!r}"
+            )
         return self
 
     def values(self) -> tuple[str, ...]:
@@ -205,6 +208,13 @@ class AuthorizedUsers(_Model):
     roles: tuple[str, ...] = ()
 
 
+class ReplyPolicy(StrEnum):
+    FIRST_MATCH = "first_match"
+    """At most one auto-reply per letter: the first active matching rule by position."""
+    ALL_MATCHING = "all_matching"
+    """Every matching rule sends its own reply (the original's behaviour)."""
+
+
 class Mailbox(_Model):
     """A system mailbox such as support@ or sales@, watched over IMAP and answered over SMTP."""
 
@@ -217,6 +227,7 @@ class Mailbox(_Model):
     folders: tuple[str, ...] = ("INBOX",)
     processing: Processing = NoProcessing()
     authorized: AuthorizedUsers = AuthorizedUsers()
+    reply_policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH
     rules: tuple[AutoResponseRule, ...] = ()
 
     def active_rules(self) -> tuple[AutoResponseRule, ...]:

@@ -1,15 +1,16 @@
 """The root of every mailroom error, and the errors of the shared contract.
 
-    MailroomError
-    ├── ConfigError          the configuration file or a value in it is invalid
-    └── EventError           bytes on a topic are not a valid event of the expected type
+MailroomError
+├── ConfigError          the configuration file or a value in it is invalid
+├── EventError           bytes on a topic are not a valid event of the expected type
+└── UnknownMailboxError  an event names a mailbox the configuration does not have
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["ConfigError", "EventError", "MailroomError"]
+__all__ = ["ConfigError", "EventError", "MailroomError", "UnknownMailboxError"]
 
 
 class MailroomError(Exception):
@@ -24,3 +25,7 @@ class ConfigError(MailroomError):
 
 class EventError(MailroomError):
     """A message on a topic is not a valid event of the expected type."""
+
+
+class UnknownMailboxError(MailroomError):
+    """An event names a mailbox the configuration does not have."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.config import ReplyTemplate
 from schemas.errors import EventError
+from schemas.ids import deterministic_id
 
 __all__ = [
     "Address",
@@ -242,6 +243,36 @@ class DeadLetter(Event):
     original: bytes
     """The raw letter when there is one, otherwise the message value as it was read."""
     original_kind: Literal["letter", "event"]
+
+    @classmethod
+    def of(
+        cls,
+        stage: str,
+        error: BaseException,
+        source_topic: str,
+        original: bytes,
+        original_kind: Literal["letter", "event"],
+        *,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: bytes | None = None,
+        mailbox_id: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter for `error`; its id comes from where the original was read (a retry repeats it)."""
+        return cls(
+            event_id=deterministic_id("dead-letter", stage, source_topic, partition, offset, original_kind),
+            occurred_at=utcnow(),
+            stage=stage,
+            reason=str(error) or type(error).__name__,
+            error_type=type(error).__name__,
+            source_topic=source_topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_key=key.decode("utf-8", "replace") if key is not None else None,
+            mailbox_id=mailbox_id,
+            original=original,
+            original_kind=original_kind,
+        )
 
 
 class IngestCheckpoint(Event):

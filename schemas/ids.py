@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["case_id", "deterministic_id", "lead_id", "letter_id", "reply_id"]
+__all__ = [
+    "LOOP_MARKER_HEADER",
+    "case_id",
+    "deterministic_id",
+    "lead_id",
+    "letter_id",
+    "reply_id",
+    "reply_message_id",
+]
+
+LOOP_MARKER_HEADER = "X-Loop"
+"""Every reply mailroom sends carries this header with the mailbox's address; never answered."""
 
 _NAMESPACE = uuid.UUID("6f1c1f0e-8a43-5c55-9a3e-6d61696c726f")
 
@@ -37,3 +48,9 @@ def case_id(mailbox_id: str, thread_id: str) -> str:
 def reply_id(mailbox_id: str, message_id: str, rule_id: str) -> str:
     """One auto-reply per (mailbox, incoming Message-ID, rule): the same letter twice gets one reply."""
     return deterministic_id("auto-reply", mailbox_id, message_id, rule_id)
+
+
+def reply_message_id(reply_id: str, mailbox_email: str) -> str:
+    """The Message-ID (without brackets) of the reply `reply_id`: a receiver can drop a duplicate by it."""
+    domain = mailbox_email.rpartition("@")[2] or "mailroom.invalid"
+    return f"reply-{reply_id}@{domain}"

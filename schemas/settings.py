@@ -8,17 +8,29 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.topics import TopicSpec
+
 __all__ = ["KafkaSettings", "WorkerSettings", "faust_app_options"]
 
 
 class KafkaSettings(BaseSettings):
-    """The broker: MAILROOM_KAFKA_BOOTSTRAP_SERVERS, MAILROOM_KAFKA_PARTITIONS."""
+    """The broker: MAILROOM_KAFKA_BOOTSTRAP_SERVERS, MAILROOM_KAFKA_PARTITIONS, MAILROOM_KAFKA_NAMESPACE."""
 
     model_config = SettingsConfigDict(env_prefix="MAILROOM_KAFKA_", frozen=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = Field(4, ge=1)
     """Every pipeline topic has this many partitions; faust tables need them to line up."""
+    namespace: str = Field("", pattern=r"^[A-Za-z0-9_-]*$")
+    """Prefixes every topic and consumer group, so that several pipelines (staging and production, or
+    tests) can share one cluster."""
+
+    def topic(self, spec: TopicSpec) -> str:
+        return f"{self.namespace}.{spec.name}" if self.namespace else spec.name
+
+    def group(self, worker: str) -> str:
+        """The consumer group (and faust app id) of a worker."""
+        return f"{self.namespace}.mailroom-{worker}" if self.namespace else f"mailroom-{worker}"
 
 
 class WorkerSettings(BaseSettings):
@@ -31,7 +43,7 @@ class WorkerSettings(BaseSettings):
     log_level: str = "INFO"
     poll_seconds: float = Field(5.0, gt=0)
     """How often ingest looks for new letters."""
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
 
 
 def faust_app_options(worker: str, settings: WorkerSettings) -> dict[str, Any]:
@@ -42,11 +54,10 @@ def faust_app_options(worker: str, settings: WorkerSettings) -> dict[str, Any]:
     tables that remember what was already done stay.
     """
     return {
-        "id": f"mailroom-{worker}",
+        "id": settings.kafka.group(worker),
         "broker": f"kafka://{settings.kafka.bootstrap_servers}",
         "processing_guarantee": "at_least_once",
         "topic_partitions": settings.kafka.partitions,
-        "topic_allow_declare": False,
         "consumer_auto_offset_reset": "earliest",
         "store": "memory://",
         "web_enabled": False,

@@ -1,4 +1,4 @@
-"""Runs a single-node Apache Kafka (KRaft) broker on 127.0.0.1 from Maven Central jars, for tests and the demo.
+"""Runs a single-node Apache Kafka (KRaft) broker on 127.0.0.1 from Maven Central jars (tests, demo).
 
 The jars are fetched once by `mvn dependency:copy-dependencies` from deploy/kafka/pom.xml into a cache folder.
 """
@@ -22,7 +22,9 @@ from deploy.local.ports import free_port
 logger = logging.getLogger(__name__)
 
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
-DEFAULT_JARS = Path(os.environ.get("MAILROOM_CACHE", Path(__file__).resolve().parents[2] / ".cache")) / "kafka-jars"
+DEFAULT_JARS = (
+    Path(os.environ.get("MAILROOM_CACHE", Path(__file__).resolve().parents[2] / ".cache")) / "kafka-jars"
+)
 JVM_OPTS = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
 
 
@@ -36,11 +38,19 @@ def fetch_jars(dest: Path = DEFAULT_JARS) -> Path:
     if marker.exists():
         return dest
     if shutil.which("mvn") is None:
-        raise KafkaStartError("Maven (mvn) is needed to fetch the Kafka jars; install the Debian package maven")
+        raise KafkaStartError(
+            "Maven (mvn) is needed to fetch the Kafka jars; install the Debian package maven"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={dest}",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(KAFKA_DIR / "pom.xml"),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={dest}",
     ]
     logger.info("fetching Kafka jars into %s", dest)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -121,14 +131,23 @@ class KafkaBroker:
         fetch_jars(self.jars)
         config = self.root / "server.properties"
         config.write_text(_properties(self.root, self.port, self.controller_port))
-        fmt = self._java("kafka.tools.StorageTool", "format", "--cluster-id", new_cluster_id(),
-                         "--config", str(config), "--ignore-formatted")
+        fmt = self._java(
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            new_cluster_id(),
+            "--config",
+            str(config),
+            "--ignore-formatted",
+        )
         done = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KafkaStartError(f"StorageTool format failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(config)), stdout=log, stderr=subprocess.STDOUT,
+                self._java("kafka.Kafka", str(config)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         try:

@@ -1,0 +1,35 @@
+# mailroom: `make demo` runs the pipeline on local servers; `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test unit lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
+	sh scripts/install-system-deps.sh
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "from deploy.local.kafka import fetch_jars; fetch_jars()"
+	touch $@
+
+demo: setup
+	$(PY) -m deploy.local.demo
+
+test: setup
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/rules.py
+
+clean:
+	rm -rf $(VENV) .cache .mailroom

@@ -1,0 +1,89 @@
+"""I/O edge: the converter's faust app. Publishes each lead or case once, whatever is redelivered or replayed.
+
+The `records` table (changelog-backed, lined up with the threaded-letters topic) remembers every record id
+already published; a record id depends only on the mailbox and the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from converter.mapping import record_for
+from schemas import topics
+from schemas.config import MailroomConfig
+from schemas.errors import UnknownMailboxError
+from schemas.events import DeadLetter, Event, LeadCreated, LetterThreaded, parse_event, utcnow
+from schemas.policy import process_guarded
+from schemas.settings import WorkerSettings, faust_app_options
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+STAGE = "converter"
+
+
+def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
+    app = faust.App(**faust_app_options(STAGE, settings))
+    threaded = app.topic(settings.kafka.topic(topics.LETTERS_THREADED), key_type=bytes, value_type=bytes)
+    out = {
+        spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
+        for spec in (topics.LEADS, topics.CASES, topics.DEAD_LETTERS)
+    }
+    records = app.Table(
+        "records", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions
+    )
+
+    async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
+        sent = await out[spec.name].send(key=key.encode(), value=event.to_bytes())
+        await sent  # wait for the broker: the offset is committed only after this returns
+
+    async def handle_letter(letter: LetterThreaded) -> None:
+        mailbox = config.mailbox(letter.mailbox_id)
+        if mailbox is None:
+            raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
+        record = record_for(letter, mailbox, utcnow())
+        if record is None:
+            return
+        if records.get(record.event_id.encode()) is not None:
+            logger.info(
+                "%s: %s for thread %s already published", mailbox.id, record.event_id, letter.thread_id
+            )
+            return
+        spec = topics.LEADS if isinstance(record, LeadCreated) else topics.CASES
+        await send(spec, record.event_id, record)
+        records[record.event_id.encode()] = letter.letter_id.encode()
+        logger.info(
+            "%s: %s %s from letter %s", mailbox.id, type(record).__name__, record.event_id, letter.message_id
+        )
+
+    async def process(event: faust.EventT[Any]) -> None:
+        msg = event.message
+
+        async def handle() -> None:
+            await handle_letter(parse_event(LetterThreaded, event.value))
+
+        async def dead_letter(exc: BaseException) -> None:
+            dead = DeadLetter.of(
+                STAGE,
+                exc,
+                msg.topic,
+                event.value or b"",
+                "event",
+                partition=msg.partition,
+                offset=msg.offset,
+                key=event.key,
+            )
+            await send(topics.DEAD_LETTERS, dead.source_key or "", dead)
+
+        await process_guarded(f"{msg.topic}[{msg.partition}]@{msg.offset}", handle, dead_letter)
+
+    @app.agent(threaded)
+    async def convert(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await process(event)
+
+    return app

@@ -1,0 +1,107 @@
+"""I/O edge: the matcher's faust app. Reads received letters, remembers threads, publishes what comes next.
+
+Thread membership lives in a table (changelog-backed) keyed by mailbox and Message-ID; its partitions line
+up with the received-letters topic, which is keyed by mailbox id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from matcher.decision import decide
+from matcher.rules import compile_rules
+from schemas import topics
+from schemas.config import MailroomConfig
+from schemas.errors import UnknownMailboxError
+from schemas.events import DeadLetter, Event, LetterReceived, parse_event, utcnow
+from schemas.policy import process_guarded
+from schemas.settings import WorkerSettings, faust_app_options
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+STAGE = "matcher"
+
+
+def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
+    app = faust.App(**faust_app_options(STAGE, settings))
+    received = app.topic(settings.kafka.topic(topics.LETTERS_RECEIVED), key_type=bytes, value_type=bytes)
+    out = {
+        spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
+        for spec in (
+            topics.LETTERS_THREADED,
+            topics.LETTERS_DECIDED,
+            topics.REPLIES_REQUESTED,
+            topics.DEAD_LETTERS,
+        )
+    }
+    threads = app.Table(
+        "threads", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions
+    )
+    rules = {box.id: compile_rules(box) for box in config.mailboxes}
+
+    async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
+        sent = await out[spec.name].send(key=key.encode(), value=event.to_bytes())
+        await sent  # wait for the broker: the offset is committed only after this returns
+
+    async def handle_letter(letter: LetterReceived) -> None:
+        mailbox = config.mailbox(letter.mailbox_id)
+        if mailbox is None:
+            raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
+
+        def known(message_id: str) -> str | None:
+            value = threads.get(f"{mailbox.id}\x1f{message_id}".encode())
+            return value.decode() if value is not None else None
+
+        outcome = decide(letter, mailbox, config, rules[mailbox.id], known, utcnow())
+        for message_id, thread_id in outcome.thread_members.items():
+            threads[f"{mailbox.id}\x1f{message_id}".encode()] = thread_id.encode()
+        await send(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
+        for reply in outcome.replies:
+            await send(topics.REPLIES_REQUESTED, mailbox.id, reply)
+        await send(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
+        logger.info(
+            "%s: letter %s thread %s%s, replies %d%s",
+            letter.mailbox_id,
+            letter.headers.message_id,
+            outcome.threaded.thread_id,
+            " (new)" if outcome.threaded.starts_thread else "",
+            len(outcome.replies),
+            f", no auto-reply: {outcome.decided.skipped_because}" if outcome.decided.skipped_because else "",
+        )
+
+    async def process(event: faust.EventT[Any]) -> None:
+        msg = event.message
+        parsed: list[LetterReceived] = []
+
+        async def handle() -> None:
+            parsed[:] = [parse_event(LetterReceived, event.value)]
+            await handle_letter(parsed[0])
+
+        async def dead_letter(exc: BaseException) -> None:
+            letter = parsed[0] if parsed else None
+            dead = DeadLetter.of(
+                STAGE,
+                exc,
+                msg.topic,
+                letter.raw if letter else (event.value or b""),
+                "letter" if letter else "event",
+                partition=msg.partition,
+                offset=msg.offset,
+                key=event.key,
+                mailbox_id=letter.mailbox_id if letter else None,
+            )
+            await send(topics.DEAD_LETTERS, dead.mailbox_id or "", dead)
+
+        await process_guarded(f"{msg.topic}[{msg.partition}]@{msg.offset}", handle, dead_letter)
+
+    @app.agent(received)
+    async def match(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await process(event)
+
+    return app

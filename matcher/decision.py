@@ -1,0 +1,123 @@
+"""Pure: turns one received letter into what must happen next: its thread, its decision and its replies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from matcher.errors import UnprocessableLetterError
+from matcher.letter import ParsedLetter, parse_letter
+from matcher.loops import auto_reply_block
+from matcher.rules import CompiledRules, LetterView
+from matcher.threads import place_in_thread
+from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
+from schemas.events import LetterDecided, LetterReceived, LetterThreaded, ReplyRequested
+from schemas.ids import deterministic_id, reply_id, reply_message_id
+
+__all__ = ["Outcome", "decide"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    threaded: LetterThreaded
+    decided: LetterDecided
+    replies: tuple[ReplyRequested, ...]
+    thread_members: dict[str, str]
+    """Message-IDs to remember as members of the letter's thread (the letter and its replies)."""
+
+
+def decide(
+    letter: LetterReceived,
+    mailbox: Mailbox,
+    config: MailroomConfig,
+    rules: CompiledRules,
+    known_thread: Callable[[str], str | None],
+    now: datetime,
+) -> Outcome:
+    head = letter.headers
+    sender = head.from_ or (head.reply_to[0] if head.reply_to else None)
+    if sender is None:
+        raise UnprocessableLetterError(
+            f"letter {head.message_id} in {mailbox.id}/{letter.folder} (UID {letter.uid}) has no sender "
+            f"address (no usable From, Sender or Reply-To); defects: {', '.join(letter.defects) or 'none'}"
+        )
+    parsed = parse_letter(letter.raw)
+    place = place_in_thread(head.message_id, head.in_reply_to, head.references, known_thread)
+    threaded = LetterThreaded(
+        event_id=deterministic_id("letter-threaded", letter.event_id),
+        occurred_at=letter.occurred_at,
+        mailbox_id=mailbox.id,
+        organization=mailbox.organization,
+        letter_id=letter.event_id,
+        message_id=head.message_id,
+        thread_id=place.thread_id,
+        starts_thread=place.starts_thread,
+        sender=sender,
+        to=head.to,
+        cc=head.cc,
+        subject=head.subject,
+        text_body=parsed.text_body,
+        date=head.date,
+        authorized_users=mailbox.authorized.users,
+        authorized_roles=mailbox.authorized.roles,
+    )
+    blocked = auto_reply_block(parsed, sender, config.mailbox_addresses())
+    outcomes, chosen = (
+        ([], [])
+        if blocked
+        else rules.evaluate(
+            LetterView(subject=head.subject, body=parsed.text_body, sender=sender, to=head.to, cc=head.cc)
+        )
+    )
+    replies = tuple(_reply(letter, mailbox, config, rule, parsed, now) for rule in chosen)
+    members = {head.message_id: place.thread_id}
+    members.update({reply_message_id(r.reply_id, mailbox.email): place.thread_id for r in replies})
+    decided = LetterDecided(
+        event_id=deterministic_id("letter-decided", letter.event_id),
+        occurred_at=now,
+        mailbox_id=mailbox.id,
+        letter_id=letter.event_id,
+        message_id=head.message_id,
+        rules=tuple(outcomes),
+        reply_ids=tuple(r.reply_id for r in replies),
+        skipped_because=blocked,
+    )
+    return Outcome(threaded, decided, replies, members)
+
+
+def _reply(
+    letter: LetterReceived,
+    mailbox: Mailbox,
+    config: MailroomConfig,
+    rule: AutoResponseRule,
+    parsed: ParsedLetter,
+    now: datetime,
+) -> ReplyRequested:
+    head = letter.headers
+    rid = reply_id(mailbox.id, head.message_id, rule.id)
+    recipients = head.reply_to or ((head.from_,) if head.from_ else ())
+    return ReplyRequested(
+        event_id=rid,
+        occurred_at=now,
+        reply_id=rid,
+        mailbox_id=mailbox.id,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        template=config.template_of(rule),
+        to=recipients,
+        in_reply_to=head.message_id,
+        references=(*head.references, head.message_id),
+        letter={
+            "subject": head.subject,
+            "from_name": head.from_.name if head.from_ else "",
+            "from_address": head.from_.address if head.from_ else "",
+            "to": [a.address for a in head.to],
+            "cc": [a.address for a in head.cc],
+            "date": head.date.isoformat() if head.date else None,
+            "text_body": parsed.text_body,
+            "message_id": head.message_id,
+        },
+        mailbox_label=mailbox.label,
+        mailbox_email=mailbox.email,
+    )

@@ -1,0 +1,52 @@
+"""Pure: says why a letter must never be auto-answered (RFC 3834 and common practice), or None.
+
+Checked in order; the first reason found is recorded in the letter's decision event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from matcher.letter import ParsedLetter
+from schemas.events import Address
+from schemas.ids import LOOP_MARKER_HEADER
+
+__all__ = ["auto_reply_block"]
+
+_ROBOT_SENDER = re.compile(
+    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+.-].*)?@|^owner-|-request@|-bounces?@",
+    re.IGNORECASE,
+)
+_SUPPRESS = {"all", "autoreply", "oof"}
+
+
+def auto_reply_block(
+    letter: ParsedLetter, sender: Address | None, own_addresses: Collection[str]
+) -> str | None:
+    auto_submitted = (letter.header("auto-submitted") or "").strip().lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        return f"auto-submitted: {auto_submitted}"
+    suppress = {part.strip().lower() for part in (letter.header("x-auto-response-suppress") or "").split(",")}
+    if suppress & _SUPPRESS:
+        return "x-auto-response-suppress"
+    for value in letter.headers.get(LOOP_MARKER_HEADER.lower(), ()):
+        if value.strip().lower() in own_addresses:
+            return "mailroom loop marker"
+    if letter.content_type == "multipart/report":
+        return "delivery or feedback report"
+    return_path = letter.header("return-path")
+    if return_path is not None and return_path.strip() in ("<>", ""):
+        return "null return path"
+    if any(name.startswith("list-") for name in letter.headers):
+        return "mailing list"
+    precedence = (letter.header("precedence") or "").strip().lower()
+    if precedence in ("bulk", "list", "junk"):
+        return f"precedence: {precedence}"
+    if sender is None:
+        return "no sender address"
+    if sender.address.lower() in own_addresses:
+        return "sent by a mailroom mailbox"
+    if _ROBOT_SENDER.search(sender.address):
+        return f"automated sender: {sender.address}"
+    return None

@@ -1,0 +1,78 @@
+"""Pure: renders reply templates in a jinja2 sandbox; checks them when the configuration is loaded.
+
+Variables: `letter` (subject, from_name, from_address, to, cc, date, text_body, message_id), `mailbox`
+(label, email), `rule` (name), `now`. An unknown variable is an error, at load and at render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from responder.errors import TemplateError
+from schemas.config import ReplyTemplate
+
+__all__ = ["VARIABLES", "RenderedReply", "check_template", "render", "template_variables"]
+
+VARIABLES = frozenset({"letter", "mailbox", "rule", "now"})
+
+_PLAIN = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_HTML = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class RenderedReply:
+    subject: str
+    """One line: line breaks and other control characters from any source are folded to spaces."""
+    body: str
+    type: str
+
+
+def _env(template: ReplyTemplate) -> SandboxedEnvironment:
+    return _HTML if template.type == "html" else _PLAIN
+
+
+def check_template(template: ReplyTemplate) -> None:
+    """Compiles subject and body; TemplateError on a syntax error or a variable nobody provides."""
+    for part, source in (("subject", template.subject), ("body", template.body)):
+        env = _PLAIN if part == "subject" else _env(template)
+        try:
+            unknown = meta.find_undeclared_variables(env.parse(source)) - VARIABLES
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{part}: syntax error on line {exc.lineno}: {exc.message}") from None
+        if unknown:
+            names, known = ", ".join(sorted(unknown)), ", ".join(sorted(VARIABLES))
+            raise TemplateError(f"{part}: unknown variable(s) {names}; known: {known}")
+
+
+def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
+    try:
+        subject = _PLAIN.from_string(template.subject).render(variables)
+        body = _env(template).from_string(template.body).render(variables)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error on line {exc.lineno}: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"the template tried something the sandbox forbids: {exc}") from None
+    except UndefinedError as exc:
+        raise TemplateError(f"unknown variable: {exc.message}") from None
+    return RenderedReply(subject=_one_line(subject), body=body, type=template.type)
+
+
+def template_variables(
+    letter: dict[str, Any], label: str, email: str, rule_name: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "letter": letter,
+        "mailbox": {"label": label, "email": email},
+        "rule": {"name": rule_name},
+        "now": now,
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
