@@ -1,7 +1,8 @@
 """I/O edge: the converter's faust app. Publishes each lead or case once, whatever is redelivered or replayed.
 
-The `records` table (changelog-backed, lined up with the threaded-letters topic) remembers every record id
-already published; a record id depends only on the mailbox and the thread.
+A record id depends only on the mailbox and the thread. The converter's ledger is the leads and cases
+topics themselves: it reads them back, so a record already published (even just before a crash) is never
+published again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import DeadLetter, Event, LeadCreated, LetterThreaded, parse_event, utcnow
+from schemas.ledger import TopicLedger, field_of
 from schemas.policy import process_guarded
 from schemas.settings import WorkerSettings, faust_app_options
 
@@ -33,9 +35,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
         for spec in (topics.LEADS, topics.CASES, topics.DEAD_LETTERS)
     }
-    records = app.Table(
-        "records", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions
-    )
+    published: set[str] = set()
+
+    def remember(spec: topics.TopicSpec, data: bytes) -> None:
+        record_id = field_of(data, "event_id")
+        if record_id is not None:
+            published.add(record_id)
+
+    ledger = TopicLedger(settings.kafka, [topics.LEADS, topics.CASES], remember)
+    ledger.follow(app)
 
     async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
         sent = await out[spec.name].send(key=key.encode(), value=event.to_bytes())
@@ -48,14 +56,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         record = record_for(letter, mailbox, utcnow())
         if record is None:
             return
-        if records.get(record.event_id.encode()) is not None:
+        await ledger.ensure_current()
+        if record.event_id in published:
             logger.info(
                 "%s: %s for thread %s already published", mailbox.id, record.event_id, letter.thread_id
             )
             return
         spec = topics.LEADS if isinstance(record, LeadCreated) else topics.CASES
         await send(spec, record.event_id, record)
-        records[record.event_id.encode()] = letter.letter_id.encode()
+        published.add(record.event_id)
         logger.info(
             "%s: %s %s from letter %s", mailbox.id, type(record).__name__, record.event_id, letter.message_id
         )

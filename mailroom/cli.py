@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{settings.config}: {len(config.mailboxes)} mailboxes, valid")
         return 0
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if args.command == "ingest":
             from ingest.main import run

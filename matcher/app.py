@@ -1,7 +1,7 @@
 """I/O edge: the matcher's faust app. Reads received letters, remembers threads, publishes what comes next.
 
-Thread membership lives in a table (changelog-backed) keyed by mailbox and Message-ID; its partitions line
-up with the received-letters topic, which is keyed by mailbox id.
+Thread membership (mailbox, Message-ID -> thread) is the matcher's ledger: it is read back from the
+threaded letters and the reply requests it published, which carry every letter's and reply's thread.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from matcher.rules import compile_rules
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
-from schemas.events import DeadLetter, Event, LetterReceived, parse_event, utcnow
+from schemas.events import (
+    DeadLetter,
+    Event,
+    LetterReceived,
+    LetterThreaded,
+    ReplyRequested,
+    parse_event,
+    utcnow,
+)
+from schemas.ids import reply_message_id
+from schemas.ledger import TopicLedger
 from schemas.policy import process_guarded
 from schemas.settings import WorkerSettings, faust_app_options
 
@@ -39,9 +49,20 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
             topics.DEAD_LETTERS,
         )
     }
-    threads = app.Table(
-        "threads", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions
-    )
+    threads: dict[tuple[str, str], str] = {}
+
+    def remember(spec: topics.TopicSpec, data: bytes) -> None:
+        if spec is topics.LETTERS_THREADED:
+            letter = parse_event(LetterThreaded, data)
+            threads[(letter.mailbox_id, letter.message_id)] = letter.thread_id
+        else:
+            reply = parse_event(ReplyRequested, data)
+            threads[(reply.mailbox_id, reply_message_id(reply.reply_id, reply.mailbox_email))] = (
+                reply.thread_id
+            )
+
+    ledger = TopicLedger(settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember)
+    ledger.follow(app)
     rules = {box.id: compile_rules(box) for box in config.mailboxes}
 
     async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
@@ -52,18 +73,16 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         mailbox = config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
-
-        def known(message_id: str) -> str | None:
-            value = threads.get(f"{mailbox.id}\x1f{message_id}".encode())
-            return value.decode() if value is not None else None
-
-        outcome = decide(letter, mailbox, config, rules[mailbox.id], known, utcnow())
-        for message_id, thread_id in outcome.thread_members.items():
-            threads[f"{mailbox.id}\x1f{message_id}".encode()] = thread_id.encode()
+        await ledger.ensure_current()
+        outcome = decide(
+            letter, mailbox, config, rules[mailbox.id], lambda mid: threads.get((mailbox.id, mid)), utcnow()
+        )
         await send(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
         for reply in outcome.replies:
             await send(topics.REPLIES_REQUESTED, mailbox.id, reply)
         await send(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
+        for message_id, thread_id in outcome.thread_members.items():
+            threads[(mailbox.id, message_id)] = thread_id
         logger.info(
             "%s: letter %s thread %s%s, replies %d%s",
             letter.mailbox_id,
@@ -76,6 +95,7 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
 
     async def process(event: faust.EventT[Any]) -> None:
         msg = event.message
+        logger.debug("%s[%d]@%d: received", msg.topic, msg.partition, msg.offset)
         parsed: list[LetterReceived] = []
 
         async def handle() -> None:

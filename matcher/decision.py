@@ -70,7 +70,7 @@ def decide(
             LetterView(subject=head.subject, body=parsed.text_body, sender=sender, to=head.to, cc=head.cc)
         )
     )
-    replies = tuple(_reply(letter, mailbox, config, rule, parsed, now) for rule in chosen)
+    replies = tuple(_reply(letter, mailbox, config, rule, parsed, place.thread_id, now) for rule in chosen)
     members = {head.message_id: place.thread_id}
     members.update({reply_message_id(r.reply_id, mailbox.email): place.thread_id for r in replies})
     decided = LetterDecided(
@@ -92,6 +92,7 @@ def _reply(
     config: MailroomConfig,
     rule: AutoResponseRule,
     parsed: ParsedLetter,
+    thread_id: str,
     now: datetime,
 ) -> ReplyRequested:
     head = letter.headers
@@ -108,6 +109,7 @@ def _reply(
         to=recipients,
         in_reply_to=head.message_id,
         references=(*head.references, head.message_id),
+        thread_id=thread_id,
         letter={
             "subject": head.subject,
             "from_name": head.from_.name if head.from_ else "",

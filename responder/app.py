@@ -1,10 +1,9 @@
 """I/O edge: the responder's faust app. Renders and sends each requested reply at most once.
 
-The `replies` table (changelog-backed, lined up with the requests topic, which is keyed by mailbox id)
-holds the final outcome of every reply id. A request whose id is in it is skipped, so consuming the
-requests again from the start sends nothing. The one window left: a crash after the SMTP server accepted
-a reply and before its outcome was recorded; the reply's deterministic Message-ID lets the receiver drop
-that duplicate.
+The responder's ledger is the outcomes topic: it reads back every ReplySent and ReplyFailed, so a reply
+id with an outcome is never sent again, also when the requests are consumed again from the start. The
+one window left: a crash after the SMTP server accepted a reply and before its outcome was written; the
+reply's deterministic Message-ID lets the receiver drop that duplicate.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from schemas.events import (
     utcnow,
 )
 from schemas.ids import deterministic_id, reply_message_id
+from schemas.ledger import TopicLedger, field_of
 from schemas.policy import process_guarded
 from schemas.settings import WorkerSettings, faust_app_options
 
@@ -70,9 +70,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
         for spec in (topics.REPLY_OUTCOMES, topics.DEAD_LETTERS)
     }
-    replies = app.Table(
-        "replies", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions
-    )
+    handled: set[str] = set()
+
+    def remember(spec: topics.TopicSpec, data: bytes) -> None:
+        outcome_reply = field_of(data, "reply_id")
+        if outcome_reply is not None:
+            handled.add(outcome_reply)
+
+    ledger = TopicLedger(settings.kafka, [topics.REPLY_OUTCOMES], remember)
+    ledger.follow(app)
     senders = {box.id: SmtpSender(box.smtp) for box in config.mailboxes}
 
     async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
@@ -80,8 +86,8 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         await sent  # wait for the broker: the offset is committed only after this returns
 
     async def finish(request: ReplyRequested, outcome: ReplySent | ReplyFailed) -> None:
-        replies[request.reply_id.encode()] = b"sent" if isinstance(outcome, ReplySent) else b"failed"
         await send(topics.REPLY_OUTCOMES, request.reply_id, outcome)
+        handled.add(request.reply_id)
 
     def failed(request: ReplyRequested, reason: str, error: SmtpError | None = None) -> ReplyFailed:
         logger.warning("%s: reply %s failed: %s", request.mailbox_id, request.reply_id, reason)
@@ -107,7 +113,8 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
                 await asyncio.sleep(2 ** (attempt - 1))
 
     async def handle_request(request: ReplyRequested) -> None:
-        if replies.get(request.reply_id.encode()) is not None:
+        await ledger.ensure_current()
+        if request.reply_id in handled:
             logger.info("%s: reply %s already handled; not sent again", request.mailbox_id, request.reply_id)
             return
         mailbox = config.mailbox(request.mailbox_id)

@@ -165,6 +165,8 @@ class ReplyRequested(Event):
     to: tuple[Address, ...]
     in_reply_to: str
     references: tuple[str, ...] = ()
+    thread_id: str
+    """The thread of the letter answered; the reply joins it."""
     letter: dict[str, object] = {}
     """Template variables taken from the incoming letter (subject, sender, date, text body, message id)."""
     mailbox_label: str

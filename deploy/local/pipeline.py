@@ -1,0 +1,214 @@
+"""Runs mailroom's workers as separate processes (as in production) against given servers, and reads topics.
+
+Used by the demo and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from schemas import topics
+from schemas.events import Event, parse_event
+from schemas.settings import KafkaSettings
+
+__all__ = ["WORKERS", "Pipeline", "TopicReader", "local_mailbox", "wait_until"]
+
+WORKERS = ("ingest", "matcher", "converter", "responder")
+ROOT = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 90.0, every: float = 0.5) -> T:
+    """Calls `probe` until it returns something truthy; TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def local_mailbox(
+    mailbox_id: str,
+    email: str,
+    password: str,
+    imap_port: int,
+    smtp_port: int,
+    processing: dict[str, Any] | None = None,
+    rules: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A mailbox's configuration for servers on 127.0.0.1 without TLS (test and demo servers only)."""
+    return {
+        "id": mailbox_id,
+        "organization": "acme",
+        "label": f"Acme {mailbox_id.title()}",
+        "email": email,
+        "imap": {
+            "host": "127.0.0.1",
+            "port": imap_port,
+            "ssl": False,
+            "username": email,
+            "password": password,
+        },
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none"},
+        "processing": processing or {"type": "none"},
+        "rules": rules or [],
+        **extra,
+    }
+
+
+class Pipeline:
+    """The workers of one pipeline (one topic namespace), each `python -m mailroom <worker>` in its own
+    process group; logs under `workdir`."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        bootstrap_servers: str,
+        workdir: Path,
+        namespace: str = "",
+        partitions: int = 2,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "mailroom.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kafka = KafkaSettings(
+            bootstrap_servers=bootstrap_servers, partitions=partitions, namespace=namespace
+        )
+        self._poll_seconds = poll_seconds
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
+        env.update(
+            MAILROOM_CONFIG=str(self.config_path),
+            MAILROOM_DATA_DIR=str(self.workdir / "data"),
+            MAILROOM_POLL_SECONDS=str(self._poll_seconds),
+            MAILROOM_KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
+            MAILROOM_KAFKA_PARTITIONS=str(self.kafka.partitions),
+            MAILROOM_KAFKA_NAMESPACE=self.kafka.namespace,
+            PYTHONPATH=str(ROOT),
+        )
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Runs `mailroom ARGS` to the end, e.g. `topics` or `replay`."""
+        done = subprocess.run(
+            [sys.executable, "-m", "mailroom", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"mailroom {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+        return done
+
+    def log_path(self, worker: str) -> Path:
+        return self.workdir / f"{worker}.log"
+
+    def log(self, worker: str) -> str:
+        path = self.log_path(worker)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, workers: Iterable[str] = WORKERS) -> None:
+        self.cli("topics")
+        for worker in workers:
+            with self.log_path(worker).open("ab") as log:
+                self._procs[worker] = subprocess.Popen(
+                    [sys.executable, "-m", "mailroom", worker],
+                    env=self.env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+    def stop(
+        self, workers: Iterable[str] | None = None, sig: int = signal.SIGTERM, timeout: float = 30.0
+    ) -> None:
+        """Stops workers (all by default): SIGTERM and a wait, then SIGKILL; SIGKILL at once if asked."""
+        names = list(self._procs) if workers is None else list(workers)
+        for name in names:
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+        for name in names:
+            proc = self._procs.pop(name, None)
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def running(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class TopicReader:
+    """Reads whole topics of one namespace from the start, outside any consumer group."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self._consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None)
+
+    def records(self, spec: topics.TopicSpec) -> list[Any]:
+        name = self.kafka.topic(spec)
+        tps = [TopicPartition(name, p) for p in sorted(self._consumer.partitions_for_topic(name) or set())]
+        if not tps:
+            return []
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+        ends = self._consumer.end_offsets(tps)
+        found: list[Any] = []
+        deadline = time.monotonic() + 30
+        while any(self._consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in self._consumer.poll(timeout_ms=200).values():
+                found.extend(batch)
+        return found
+
+    def events(self, spec: topics.TopicSpec, model: type[E]) -> list[E]:
+        return [parse_event(model, r.value) for r in self.records(spec)]
+
+    def lag(self, worker: str, spec: topics.TopicSpec) -> int:
+        """How many messages of `spec` the worker's consumer group has not committed yet."""
+        name = self.kafka.topic(spec)
+        tps = [TopicPartition(name, p) for p in sorted(self._consumer.partitions_for_topic(name) or set())]
+        ends = self._consumer.end_offsets(tps)
+        admin = KafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers)
+        try:
+            committed = admin.list_group_offsets({self.kafka.group(worker): tps}).get(
+                self.kafka.group(worker), {}
+            )
+        finally:
+            admin.close()
+        return sum(ends[tp] - max(getattr(committed.get(tp), "offset", 0), 0) for tp in tps)
+
+    def close(self) -> None:
+        self._consumer.close()
