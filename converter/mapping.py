@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from schemas.config import CaseProcessing, LeadProcessing, Mailbox
+from schemas.config import CaseProcessing, LeadProcessing, Mailbox, NoProcessing
 from schemas.events import Address, CaseCreated, LeadCreated, LetterThreaded
 from schemas.ids import case_id, lead_id
 
@@ -28,10 +28,13 @@ def split_name(sender: Address) -> tuple[str, str]:
 
 
 def record_for(letter: LetterThreaded, mailbox: Mailbox, now: datetime) -> LeadCreated | CaseCreated | None:
-    """The record a letter creates: only the first letter of a thread, only for lead or case processing."""
-    if not letter.starts_thread:
-        return None
+    """The record a letter creates: only the first letter of a thread, only for lead or case processing,
+    and (unless the mailbox says otherwise) only from letters a person wrote."""
     processing = mailbox.processing
+    if not letter.starts_thread or isinstance(processing, NoProcessing):
+        return None
+    if processing.ignore_automated and letter.automated_because:
+        return None
     subject = letter.subject.strip() or NO_SUBJECT
     if isinstance(processing, LeadProcessing):
         first, last = split_name(letter.sender)

@@ -15,7 +15,9 @@ from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
 from schemas.events import LetterDecided, LetterReceived, LetterThreaded, ReplyRequested
 from schemas.ids import deterministic_id, reply_id, reply_message_id
 
-__all__ = ["Outcome", "decide"]
+__all__ = ["Outcome", "decide", "reply_subject"]
+
+_REPLY_PREFIXES = ("re:", "aw:", "sv:", "antw:")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def decide(
         )
     parsed = parse_letter(letter.raw)
     place = place_in_thread(head.message_id, head.in_reply_to, head.references, known_thread)
+    blocked = auto_reply_block(parsed, sender, config.mailbox_addresses())
     threaded = LetterThreaded(
         event_id=deterministic_id("letter-threaded", letter.event_id),
         occurred_at=letter.occurred_at,
@@ -53,6 +56,7 @@ def decide(
         message_id=head.message_id,
         thread_id=place.thread_id,
         starts_thread=place.starts_thread,
+        automated_because=blocked,
         sender=sender,
         to=head.to,
         cc=head.cc,
@@ -62,7 +66,6 @@ def decide(
         authorized_users=mailbox.authorized.users,
         authorized_roles=mailbox.authorized.roles,
     )
-    blocked = auto_reply_block(parsed, sender, config.mailbox_addresses())
     outcomes, chosen = (
         ([], [])
         if blocked
@@ -79,11 +82,21 @@ def decide(
         mailbox_id=mailbox.id,
         letter_id=letter.event_id,
         message_id=head.message_id,
+        subject=head.subject,
+        sender=sender.address,
         rules=tuple(outcomes),
         reply_ids=tuple(r.reply_id for r in replies),
         skipped_because=blocked,
     )
     return Outcome(threaded, decided, replies, members)
+
+
+def reply_subject(subject: str) -> str:
+    """`Re: <subject>`, without stacking a second prefix on a subject that has one."""
+    subject = subject.strip()
+    if subject.lower().startswith(_REPLY_PREFIXES):
+        return subject
+    return f"Re: {subject}" if subject else "Re: (no subject)"
 
 
 def _reply(
@@ -112,6 +125,7 @@ def _reply(
         thread_id=thread_id,
         letter={
             "subject": head.subject,
+            "reply_subject": reply_subject(head.subject),
             "from_name": head.from_.name if head.from_ else "",
             "from_address": head.from_.address if head.from_ else "",
             "to": [a.address for a in head.to],

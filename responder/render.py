@@ -1,7 +1,8 @@
 """Pure: renders reply templates in a jinja2 sandbox; checks them when the configuration is loaded.
 
-Variables: `letter` (subject, from_name, from_address, to, cc, date, text_body, message_id), `mailbox`
-(label, email), `rule` (name), `now`. An unknown variable is an error, at load and at render.
+Variables: `letter` (subject, reply_subject, from_name, from_address, to, cc, date, text_body,
+message_id), `mailbox` (label, email), `rule` (name), `now`. An unknown variable is an error, at load and at
+render.
 """
 
 from __future__ import annotations

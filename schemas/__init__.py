@@ -43,6 +43,7 @@ from schemas.events import (
     ReplyRequested,
     ReplySent,
     RuleOutcome,
+    event_type_of,
     parse_event,
     utcnow,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "WorkerSettings",
     "case_id",
     "deterministic_id",
+    "event_type_of",
     "faust_app_options",
     "lead_id",
     "letter_id",

@@ -102,6 +102,8 @@ class LeadProcessing(_Model):
     """ "Convert to Lead": the first letter of each thread becomes a lead."""
 
     type: Literal["lead"]
+    ignore_automated: bool = True
+    """No lead from machine mail: auto-replies, bounces, mailing lists, mail from mailroom itself."""
     owner: str | None = None
     source: str = "email"
     channel: str | None = None
@@ -111,6 +113,8 @@ class CaseProcessing(_Model):
     """ "Convert to Case": the first letter of each thread becomes a case."""
 
     type: Literal["case"]
+    ignore_automated: bool = True
+    """No case from machine mail: auto-replies, bounces, mailing lists, mail from mailroom itself."""
     owner: str | None = None
     assignee: str | None = None
     status: str = "open"

@@ -6,6 +6,7 @@ raises EventError (never a pydantic trace) when they do not fit.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReplyRequested",
     "ReplySent",
     "RuleOutcome",
+    "event_type_of",
     "parse_event",
     "utcnow",
 ]
@@ -47,7 +49,8 @@ class _Model(BaseModel):
 
 
 class Event(_Model):
-    """Common fields. `occurred_at`: when the fact happened; `produced_at`: when this event was written."""
+    """Common fields. `event_type` names the model (topics such as the reply outcomes carry several);
+    `occurred_at`: when the fact happened; `produced_at`: when this event was written."""
 
     schema_version: Literal[1] = 1
     event_id: str
@@ -59,6 +62,16 @@ class Event(_Model):
 
 
 E = TypeVar("E", bound=Event)
+
+
+def event_type_of(data: bytes) -> str | None:
+    """The `event_type` of an event's JSON without validating the rest; None when it has none."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    kind = value.get("event_type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def parse_event(model: type[E], data: bytes | None) -> E:
@@ -100,6 +113,7 @@ class LetterHeaders(_Model):
 class LetterReceived(Event):
     """A letter read from a mailbox folder. `event_id` comes from (mailbox, folder, UIDVALIDITY, UID)."""
 
+    event_type: Literal["LetterReceived"] = "LetterReceived"
     mailbox_id: str
     organization: str
     folder: str
@@ -115,6 +129,7 @@ class LetterReceived(Event):
 class LetterThreaded(Event):
     """A parsed letter and its thread. `thread_id` is the Message-ID of the thread's first letter."""
 
+    event_type: Literal["LetterThreaded"] = "LetterThreaded"
     mailbox_id: str
     organization: str
     letter_id: str
@@ -122,6 +137,8 @@ class LetterThreaded(Event):
     message_id: str
     thread_id: str
     starts_thread: bool
+    automated_because: str | None = None
+    """Set when a machine, a mailing list or mailroom itself sent the letter (why it gets no auto-reply)."""
     sender: Address
     to: tuple[Address, ...] = ()
     cc: tuple[Address, ...] = ()
@@ -144,9 +161,12 @@ class RuleOutcome(_Model):
 class LetterDecided(Event):
     """What the matcher decided about replying to a letter, and why: this is what an auditor reads."""
 
+    event_type: Literal["LetterDecided"] = "LetterDecided"
     mailbox_id: str
     letter_id: str
     message_id: str
+    subject: str = ""
+    sender: str = ""
     rules: tuple[RuleOutcome, ...] = ()
     reply_ids: tuple[str, ...] = ()
     skipped_because: str | None = None
@@ -156,6 +176,7 @@ class LetterDecided(Event):
 class ReplyRequested(Event):
     """A reply to send as a mailbox. `event_id` equals `reply_id`: one request per reply."""
 
+    event_type: Literal["ReplyRequested"] = "ReplyRequested"
     reply_id: str
     mailbox_id: str
     kind: Literal["auto"] = "auto"
@@ -176,6 +197,7 @@ class ReplyRequested(Event):
 class ReplySent(Event):
     """The SMTP server accepted a reply."""
 
+    event_type: Literal["ReplySent"] = "ReplySent"
     reply_id: str
     mailbox_id: str
     message_id: str
@@ -185,6 +207,7 @@ class ReplySent(Event):
 class ReplyFailed(Event):
     """A reply could not be sent; `smtp_code` is set when the server refused it."""
 
+    event_type: Literal["ReplyFailed"] = "ReplyFailed"
     reply_id: str
     mailbox_id: str
     reason: str
@@ -195,6 +218,7 @@ class ReplyFailed(Event):
 class LeadCreated(Event):
     """A lead made from the first letter of a thread (public contract). `event_id` equals `lead_id`."""
 
+    event_type: Literal["LeadCreated"] = "LeadCreated"
     lead_id: str
     organization: str
     mailbox_id: str
@@ -215,6 +239,7 @@ class LeadCreated(Event):
 class CaseCreated(Event):
     """A case made from the first letter of a thread (public contract). `event_id` equals `case_id`."""
 
+    event_type: Literal["CaseCreated"] = "CaseCreated"
     case_id: str
     organization: str
     mailbox_id: str
@@ -234,6 +259,7 @@ class CaseCreated(Event):
 class DeadLetter(Event):
     """Something a worker could not process, with the reason and the original bytes."""
 
+    event_type: Literal["DeadLetter"] = "DeadLetter"
     stage: str
     reason: str
     error_type: str
@@ -280,6 +306,7 @@ class DeadLetter(Event):
 class IngestCheckpoint(Event):
     """How far ingest has read one mailbox folder."""
 
+    event_type: Literal["IngestCheckpoint"] = "IngestCheckpoint"
     mailbox_id: str
     folder: str
     uidvalidity: int

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from schemas import topics
-from schemas.events import Event, parse_event
+from schemas.events import Event, event_type_of, parse_event
 from schemas.settings import KafkaSettings
 
 __all__ = ["WORKERS", "Pipeline", "TopicReader", "local_mailbox", "wait_until"]
@@ -176,7 +176,9 @@ class TopicReader:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
-        self._consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
+        )
 
     def records(self, spec: topics.TopicSpec) -> list[Any]:
         name = self.kafka.topic(spec)
@@ -194,7 +196,12 @@ class TopicReader:
         return found
 
     def events(self, spec: topics.TopicSpec, model: type[E]) -> list[E]:
-        return [parse_event(model, r.value) for r in self.records(spec)]
+        """The topic's events of type `model` (a topic may carry several types)."""
+        return [
+            parse_event(model, r.value)
+            for r in self.records(spec)
+            if event_type_of(r.value) == model.__name__
+        ]
 
     def lag(self, worker: str, spec: topics.TopicSpec) -> int:
         """How many messages of `spec` the worker's consumer group has not committed yet."""
