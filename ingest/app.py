@@ -25,7 +25,9 @@ __all__ = ["MAX_LETTER_BYTES", "Ingest"]
 logger = logging.getLogger(__name__)
 
 MAX_LETTER_BYTES = 10 * 1024 * 1024
-"""Larger letters stay in the mailbox and are reported on the dead-letter topic (head only)."""
+"""Larger letters stay in the mailbox and are reported on the dead-letter topic, with their head."""
+DEAD_LETTER_HEAD_BYTES = 1024 * 1024
+"""How much of a too-large letter is downloaded and kept in its dead letter."""
 
 
 class Ingest:
@@ -44,7 +46,8 @@ class Ingest:
         self._clock = clock
 
     def poll_once(self) -> int:
-        """Reads every folder of every mailbox once; returns how many letters were published."""
+        """Reads every folder of every mailbox once; returns how many events (letters and dead letters)
+        were published."""
         published = 0
         for box in self._config.mailboxes:
             for folder in box.folders:
@@ -60,14 +63,20 @@ class Ingest:
         while True:
             point = self._checkpoints.get((box.id, folder))
             batch = self._readers[box.id].read_new(
-                folder, point.uidvalidity if point else None, point.last_uid if point else 0
+                folder,
+                point.uidvalidity if point else None,
+                point.last_uid if point else 0,
+                max_bytes=MAX_LETTER_BYTES,
+                head_bytes=DEAD_LETTER_HEAD_BYTES,
             )
             if not batch.letters:
                 return count
             items: list[tuple[topics.TopicSpec, str, Event]] = []
             for letter in batch.letters:
-                if len(letter.raw) > MAX_LETTER_BYTES:
-                    dead = self._too_large(box, folder, batch.uidvalidity, letter.uid, letter.raw)
+                if not letter.complete or letter.size > MAX_LETTER_BYTES:
+                    dead = self._too_large(
+                        box, folder, batch.uidvalidity, letter.uid, letter.size, letter.raw
+                    )
                     items.append((topics.DEAD_LETTERS, box.id, dead))
                     continue
                 event = letter_event(
@@ -97,18 +106,22 @@ class Ingest:
             self._checkpoints[(box.id, folder)] = checkpoint
             count += len(items)
 
-    def _too_large(self, box: Mailbox, folder: str, uidvalidity: int, uid: int, raw: bytes) -> DeadLetter:
-        logger.warning("mailbox %s %s uid %d: letter of %d bytes is too large", box.id, folder, uid, len(raw))
+    def _too_large(
+        self, box: Mailbox, folder: str, uidvalidity: int, uid: int, size: int, head: bytes
+    ) -> DeadLetter:
+        logger.warning("mailbox %s %s uid %d: letter of %d bytes is too large", box.id, folder, uid, size)
         return DeadLetter(
             event_id=deterministic_id("dead-letter", letter_id(box.id, folder, uidvalidity, uid)),
             occurred_at=self._clock(),
             stage="ingest",
-            reason=f"letter of {len(raw)} bytes is over the {MAX_LETTER_BYTES}-byte limit; it stays in "
-            f"{folder} (UIDVALIDITY {uidvalidity}, UID {uid}); the original holds its first 1 MiB",
+            reason=f"letter of {size} bytes is over the {MAX_LETTER_BYTES}-byte limit; it stays in "
+            f"{folder} (UIDVALIDITY {uidvalidity}, UID {uid}); the original holds its first {len(head)} "
+            "bytes",
             error_type="LetterTooLarge",
             source_topic=f"imap:{box.id}/{folder}",
+            source_key=box.id,
             mailbox_id=box.id,
-            original=raw[: 1024 * 1024],
+            original=head[:DEAD_LETTER_HEAD_BYTES],
             original_kind="letter",
         )
 

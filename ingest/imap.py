@@ -13,6 +13,7 @@ from imapclient.exceptions import LoginError
 
 from ingest.errors import ImapError, ImapLoginError
 from schemas.config import ImapSettings, reveal
+from schemas.errors import ConfigError
 
 __all__ = ["FetchedLetter", "FolderBatch", "ImapReader"]
 
@@ -23,7 +24,14 @@ logger = logging.getLogger(__name__)
 class FetchedLetter:
     uid: int
     internal_date: datetime
+    size: int
+    """RFC822.SIZE as the server reports it."""
     raw: bytes
+    """The whole letter, or only its first `head_bytes` when it is over the size limit."""
+
+    @property
+    def complete(self) -> bool:
+        return len(self.raw) >= self.size
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class ImapReader:
         if self._client is not None:
             return self._client
         s = self._settings
+        client: IMAPClient | None = None
         context = ssl.create_default_context()
         if not s.verify_certificates:
             context.check_hostname = False
@@ -54,15 +63,29 @@ class ImapReader:
             client = IMAPClient(s.host, port=s.port, ssl=s.ssl, ssl_context=context, timeout=self._timeout)
             client.normalise_times = False
             client.login(s.username, reveal(s.password))
+        except ConfigError as exc:  # a password reference to a variable that is not set
+            _shut(client)
+            raise ImapLoginError(f"{s.username}@{s.host}:{s.port}: {exc}") from None
         except LoginError as exc:
+            _shut(client)
             raise ImapLoginError(f"{s.username}@{s.host}:{s.port}: login refused: {exc}") from exc
         except (OSError, imaplib.IMAP4.error) as exc:
+            _shut(client)
             raise ImapError(f"{s.host}:{s.port}: cannot connect: {exc}") from exc
         self._client = client
         return client
 
-    def read_new(self, folder: str, uidvalidity: int | None, last_uid: int, limit: int = 100) -> FolderBatch:
-        """Up to `limit` letters after `last_uid`; all of them from UID 1 when UIDVALIDITY changed."""
+    def read_new(
+        self,
+        folder: str,
+        uidvalidity: int | None,
+        last_uid: int,
+        max_bytes: int,
+        head_bytes: int,
+        limit: int = 100,
+    ) -> FolderBatch:
+        """Up to `limit` letters after `last_uid` (all from UID 1 when UIDVALIDITY changed). A letter over
+        `max_bytes` is not downloaded whole: only its first `head_bytes` come back."""
         try:
             client = self._connect()
             info = client.select_folder(folder, readonly=True)
@@ -73,7 +96,11 @@ class ImapReader:
             uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)[:limit]
             if not uids:
                 return FolderBatch(current, [])
-            fetched = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+            meta = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+            small = [u for u in uids if u in meta and int(meta[u][b"RFC822.SIZE"]) <= max_bytes]
+            large = [u for u in uids if u in meta and u not in small]
+            bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            bodies.update(client.fetch(large, [f"BODY.PEEK[]<0.{head_bytes}>"]) if large else {})
         except ImapError:
             raise
         except (TimeoutError, OSError, imaplib.IMAP4.error) as exc:
@@ -81,20 +108,28 @@ class ImapReader:
             raise ImapError(f"{self._settings.host}: reading {folder!r} failed: {exc}") from exc
         letters = []
         for uid in uids:
-            item = fetched.get(uid)
-            if item is None:  # expunged between SEARCH and FETCH
+            if uid not in meta or uid not in bodies:  # expunged meanwhile
                 continue
-            date = item.get(b"INTERNALDATE")
+            date = meta[uid].get(b"INTERNALDATE")
             when = date if isinstance(date, datetime) else datetime.now(UTC)
-            letters.append(
-                FetchedLetter(uid, when if when.tzinfo else when.replace(tzinfo=UTC), item[b"BODY[]"])
-            )
+            raw = next((v for k, v in bodies[uid].items() if k.startswith(b"BODY[")), b"")
+            size = int(meta[uid][b"RFC822.SIZE"])
+            letters.append(FetchedLetter(uid, when if when.tzinfo else when.replace(tzinfo=UTC), size, raw))
         return FolderBatch(current, letters)
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.logout()
-            except Exception:  # the connection is being thrown away; nothing to save
-                logger.debug("IMAP logout failed", exc_info=True)
+        _shut(client)
+
+
+def _shut(client: IMAPClient | None) -> None:
+    """Ends a connection that is being thrown away; a failure to say goodbye loses nothing."""
+    if client is None:
+        return
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception:
+            logger.debug("IMAP connection close failed", exc_info=True)

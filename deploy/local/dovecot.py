@@ -82,6 +82,13 @@ service imap-login {{
     port = 0
   }}
 }}
+# A failed login would slow every later login from 127.0.0.1 by seconds: tests log in with bad
+# passwords on purpose.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
