@@ -12,12 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ingest.errors import ImapError
-from ingest.imap import ImapReader
+from ingest.imap import FetchedLetter, ImapReader
 from ingest.kafka import Publisher, PublishError
 from ingest.parse import letter_event
 from schemas import topics
 from schemas.config import Mailbox, MailroomConfig
-from schemas.events import DeadLetter, Event, IngestCheckpoint, utcnow
+from schemas.events import DeadLetter, Event, IngestCheckpoint, LetterReceived, utcnow
 from schemas.ids import deterministic_id, letter_id
 
 __all__ = ["MAX_LETTER_BYTES", "Ingest"]
@@ -73,25 +73,9 @@ class Ingest:
                 return count
             items: list[tuple[topics.TopicSpec, str, Event]] = []
             for letter in batch.letters:
-                if not letter.complete or letter.size > MAX_LETTER_BYTES:
-                    dead = self._too_large(
-                        box, folder, batch.uidvalidity, letter.uid, letter.size, letter.raw
-                    )
-                    items.append((topics.DEAD_LETTERS, box.id, dead))
-                    continue
-                event = letter_event(
-                    box.id,
-                    box.organization,
-                    folder,
-                    batch.uidvalidity,
-                    letter.uid,
-                    letter.internal_date,
-                    letter.raw,
-                )
-                items.append((topics.LETTERS_RECEIVED, box.id, event))
-                logger.info(
-                    "mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id
-                )
+                event = self._event_for(box, folder, batch.uidvalidity, letter)
+                spec = topics.LETTERS_RECEIVED if isinstance(event, LetterReceived) else topics.DEAD_LETTERS
+                items.append((spec, box.id, event))
             last = batch.letters[-1].uid
             checkpoint = IngestCheckpoint(
                 event_id=deterministic_id("ingest-checkpoint", box.id, folder, batch.uidvalidity, last),
@@ -105,6 +89,31 @@ class Ingest:
             self._publisher.publish([(topics.INGEST_CHECKPOINTS, f"{box.id}/{folder}", checkpoint)])
             self._checkpoints[(box.id, folder)] = checkpoint
             count += len(items)
+
+    def _event_for(self, box: Mailbox, folder: str, uidvalidity: int, letter: FetchedLetter) -> Event:
+        """The letter's LetterReceived, or the DeadLetter saying why it cannot be one."""
+        if not letter.complete or letter.size > MAX_LETTER_BYTES:
+            return self._too_large(box, folder, uidvalidity, letter.uid, letter.size, letter.raw)
+        try:
+            event = letter_event(
+                box.id, box.organization, folder, uidvalidity, letter.uid, letter.internal_date, letter.raw
+            )
+            event.to_bytes()  # fail here, not in the publisher, if any part of it cannot be sent
+        except Exception as exc:  # parsing is meant never to raise; what it misses is dead-lettered
+            logger.error("mailbox %s %s uid %d: cannot make an event: %s", box.id, folder, letter.uid, exc)
+            return DeadLetter.of(
+                "ingest",
+                exc,
+                f"imap:{box.id}/{folder}",
+                letter.raw,
+                "letter",
+                partition=uidvalidity,
+                offset=letter.uid,
+                key=box.id.encode(),
+                mailbox_id=box.id,
+            )
+        logger.info("mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id)
+        return event
 
     def _too_large(
         self, box: Mailbox, folder: str, uidvalidity: int, uid: int, size: int, head: bytes

@@ -15,6 +15,7 @@ from email.parser import BytesHeaderParser
 
 from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
+from schemas.text import unmangle
 
 __all__ = [
     "SYNTHETIC_DOMAIN",
@@ -25,14 +26,15 @@ __all__ = [
 ]
 
 SYNTHETIC_DOMAIN = "mailroom.invalid"
-_ID = re.compile(r"<([^<>\s]+)>")
+_ID = re.compile(r"<([^<>]*)>")
 _PARSER = BytesHeaderParser(policy=policy.default)
 
 
 def normalize_message_id(value: str) -> str:
-    """`<abc@host>` -> `abc@host`; an id without brackets is kept as it is, trimmed."""
-    match = _ID.search(value)
-    return match.group(1) if match else value.strip()
+    """`<abc@host>` -> `abc@host`; white space inside is folded to one space (an id that has it is
+    broken, but must stay distinct from others); an id without brackets is kept as it is, trimmed."""
+    ids = _ids(value)
+    return ids[0] if ids else ""
 
 
 def synthetic_message_id(raw: bytes) -> str:
@@ -46,7 +48,7 @@ def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
     assert isinstance(msg, EmailMessage)
     defects = [type(d).__name__ for d in msg.defects]
 
-    message_id = normalize_message_id(_text(msg, "Message-ID", defects))
+    message_id = normalize_message_id(_raw(msg, "Message-ID"))
     synthetic = not message_id
     if synthetic:
         message_id = synthetic_message_id(raw)
@@ -54,9 +56,9 @@ def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
     headers = LetterHeaders(
         message_id=message_id,
         message_id_synthetic=synthetic,
-        in_reply_to=tuple(_ids(_text(msg, "In-Reply-To", defects))),
-        references=tuple(_ids(_text(msg, "References", defects))),
-        subject=" ".join(_text(msg, "Subject", defects).split()),
+        in_reply_to=tuple(_ids(_raw(msg, "In-Reply-To"))),
+        references=tuple(_ids(_raw(msg, "References"))),
+        subject=" ".join(unmangle(_text(msg, "Subject", defects)).split()),
         from_=senders[0] if senders else None,
         reply_to=tuple(_addresses(msg, "Reply-To", defects)),
         to=tuple(_addresses(msg, "To", defects)),
@@ -64,6 +66,13 @@ def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
         date=_date(msg, defects),
     )
     return headers, tuple(dict.fromkeys(defects))
+
+
+def _raw(msg: EmailMessage, name: str) -> str:
+    """A header's value as written (ids are not decoded: the header registry mangles odd ones)."""
+    wanted = name.lower()
+    value = next((v for k, v in msg.raw_items() if k.lower() == wanted), "")
+    return unmangle(str(value))
 
 
 def _text(msg: EmailMessage, name: str, defects: list[str]) -> str:
@@ -76,10 +85,10 @@ def _text(msg: EmailMessage, name: str, defects: list[str]) -> str:
 
 
 def _ids(value: str) -> list[str]:
-    found = _ID.findall(value)
-    if not found and value.strip():
+    found = [" ".join(i.split()) for i in _ID.findall(value)]
+    if not found:
         found = value.split()
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(i for i in found if i))
 
 
 def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address]:
@@ -89,7 +98,9 @@ def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address
             return []
         if not isinstance(header, AddressHeader):
             return []
-        found = [Address(name=a.display_name, address=a.addr_spec) for a in header.addresses]
+        found = [
+            Address(name=unmangle(a.display_name), address=unmangle(a.addr_spec)) for a in header.addresses
+        ]
     except Exception as exc:  # e.g. an address list the registry cannot split
         defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
         return []

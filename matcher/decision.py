@@ -50,6 +50,7 @@ def decide(
     threaded = LetterThreaded(
         event_id=deterministic_id("letter-threaded", letter.event_id),
         occurred_at=letter.occurred_at,
+        produced_at=now,
         mailbox_id=mailbox.id,
         organization=mailbox.organization,
         letter_id=letter.event_id,
@@ -79,6 +80,7 @@ def decide(
     decided = LetterDecided(
         event_id=deterministic_id("letter-decided", letter.event_id),
         occurred_at=now,
+        produced_at=now,
         mailbox_id=mailbox.id,
         letter_id=letter.event_id,
         message_id=head.message_id,
@@ -114,6 +116,7 @@ def _reply(
     return ReplyRequested(
         event_id=rid,
         occurred_at=now,
+        produced_at=now,
         reply_id=rid,
         mailbox_id=mailbox.id,
         rule_id=rule.id,

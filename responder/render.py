@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -43,9 +43,12 @@ def check_template(template: ReplyTemplate) -> None:
     for part, source in (("subject", template.subject), ("body", template.body)):
         env = _PLAIN if part == "subject" else _env(template)
         try:
-            unknown = meta.find_undeclared_variables(env.parse(source)) - VARIABLES
+            tree = env.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{part}: syntax error on line {exc.lineno}: {exc.message}") from None
+        if any(True for _ in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
+            raise TemplateError(f"{part}: a reply template cannot extend, include or import other templates")
+        unknown = meta.find_undeclared_variables(tree) - VARIABLES
         if unknown:
             names, known = ", ".join(sorted(unknown)), ", ".join(sorted(VARIABLES))
             raise TemplateError(f"{part}: unknown variable(s) {names}; known: {known}")
@@ -61,6 +64,8 @@ def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
         raise TemplateError(f"the template tried something the sandbox forbids: {exc}") from None
     except UndefinedError as exc:
         raise TemplateError(f"unknown variable: {exc.message}") from None
+    except Exception as exc:  # templates are code from the configuration: any failure is the template's
+        raise TemplateError(f"rendering failed: {type(exc).__name__}: {exc}") from None
     return RenderedReply(subject=_one_line(subject), body=body, type=template.type)
 
 

@@ -47,15 +47,26 @@ def parse_config(text: str, origin: str = "<config>") -> MailroomConfig:
     except ValidationError as exc:
         lines = [f"{origin}: invalid configuration:"]
         for err in exc.errors():
-            path = _describe(data, err["loc"])
-            bad = f" (got {err['input']!r})" if err["type"] != "missing" else ""
-            lines.append(f"  {path}: {_message(err)}{bad}")
+            line = f"  {_line(data, err)}"
+            if line not in lines:
+                lines.append(line)
         raise ConfigError("\n".join(lines)) from None
 
 
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+_SECRETS = ("password",)
+
+
+def _line(data: Any, err: Any) -> str:
+    """`path: message (got value)`; a password's value and whole sections are never shown."""
+    loc = tuple(err["loc"])
+    secret = next((i for i, part in enumerate(loc) if part in _SECRETS), None)
+    if secret is not None:
+        # pydantic reports each member of the union (literal or {env: NAME}) separately: say it once.
+        return f"{_describe(data, loc[: secret + 1])}: must be a text or {{env: VARIABLE_NAME}}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    shown = err["type"] != "missing" and isinstance(value, str | int | float | bool) and "got" not in message
+    return f"{_describe(data, loc)}: {message}" + (f" (got {value!r})" if shown else "")
 
 
 def _describe(data: Any, loc: tuple[int | str, ...]) -> str:

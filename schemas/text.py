@@ -1,51 +1,65 @@
-"""Pure: html to readable text, for html-only letters (matcher) and replies' text part (responder)."""
+"""Pure: text helpers shared by workers: html to readable text (html-only letters, replies' text part),
+and header text that arrived as raw 8-bit bytes."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
-__all__ = ["html_to_text"]
+__all__ = ["html_to_text", "unmangle"]
 
-_BLOCKS = {
-    "p",
-    "div",
-    "br",
-    "li",
-    "tr",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "blockquote",
-    "pre",
-    "table",
-    "hr",
-}
+_BLOCKS = {"p", "div", "br", "li", "tr", "blockquote", "pre", "table", "hr", "h1", "h2", "h3", "h4", "h5"}
+_CELLS = {"td", "th"}
+_HIDDEN = {"script", "style", "head", "title"}
+_SPACE = re.compile(r"\s+")
+
+
+def unmangle(text: str) -> str:
+    """Header text parsed from raw 8-bit bytes carries them as surrogate escapes: decode them as UTF-8
+    (RFC 6532), else as Latin-1, so the text is readable and can be serialized."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self._skip = 0
+        self._hidden: list[str] = []
+        self._pre = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head"):
-            self._skip += 1
+        if tag == "body":
+            self._hidden.clear()  # a head that was never closed ends here
+        elif tag in _HIDDEN:
+            self._hidden.append(tag)
         elif tag in _BLOCKS:
+            self.parts.append("\n")
+            self._pre += tag == "pre"
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCKS:  # <br/>: one break, not an opening and a closing one
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head"):
-            self._skip = max(0, self._skip - 1)
+        if tag in _HIDDEN:
+            if tag in self._hidden:
+                del self._hidden[self._hidden.index(tag) :]
         elif tag in _BLOCKS:
             self.parts.append("\n")
+            self._pre -= tag == "pre" and self._pre > 0
+        elif tag in _CELLS:
+            self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
+        if not self._hidden:
+            # As a browser shows it: line breaks in the source are spaces, except inside <pre>.
+            self.parts.append(data if self._pre else _SPACE.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:

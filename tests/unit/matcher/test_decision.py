@@ -1,0 +1,294 @@
+"""decide: a received letter becomes its thread, its decision and its replies; replays agree."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ingest.parse import letter_event
+from matcher.decision import Outcome, decide, reply_subject
+from matcher.errors import UnprocessableLetterError
+from matcher.rules import compile_rules
+from schemas.config import AutoResponseRule, Mailbox, MailroomConfig, ReplyPolicy, ReplyTemplate
+from schemas.events import (
+    Address,
+    Event,
+    LetterDecided,
+    LetterReceived,
+    LetterThreaded,
+    ReplyRequested,
+    parse_event,
+)
+from schemas.ids import reply_id, reply_message_id
+from tests.unit.builders import NOW, condition, config, letter_bytes, mailbox, rule
+
+NAMED = ReplyTemplate(subject="Thanks", body="Thanks, {{ letter.from_name }}")
+URGENT = condition("subject", "contains", "urgent")
+
+
+def _setup(
+    *rules: AutoResponseRule, policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH
+) -> tuple[Mailbox, MailroomConfig]:
+    box = mailbox(*rules or (rule("ack"),), reply_policy=policy)
+    made = config(box, mailbox(mailbox_id="sales"), templates={"thanks": NAMED})
+    return made.mailboxes[0], made
+
+
+def _unknown(message_id: str) -> str | None:
+    return None
+
+
+def _received(raw: bytes, uid: int = 42) -> LetterReceived:
+    return letter_event("support", "acme", "INBOX", 7, uid, NOW - timedelta(minutes=5), raw)
+
+
+def _decide(
+    raw: bytes,
+    *rules: AutoResponseRule,
+    known: dict[str, str] | None = None,
+    policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH,
+) -> Outcome:
+    box, made = _setup(*rules, policy=policy)
+    return decide(_received(raw), box, made, compile_rules(box), (known or {}).get, NOW)
+
+
+def test_a_first_letter_starts_a_thread_and_gets_a_reply() -> None:
+    outcome = _decide(letter_bytes(subject="Printer broken", body="Please help"))
+
+    threaded = outcome.threaded
+    assert (threaded.thread_id, threaded.starts_thread) == ("m1@customer.example", True)
+    assert threaded.sender == Address(name="Ann Lee", address="ann@customer.example")
+    assert threaded.subject == "Printer broken"
+    assert threaded.text_body == "Please help"
+    assert threaded.automated_because is None
+    assert outcome.decided.skipped_because is None
+    assert [(r.rule_id, r.matched) for r in outcome.decided.rules] == [("ack", True)]
+    assert [r.rule_id for r in outcome.replies] == ["ack"]
+    assert outcome.decided.reply_ids == tuple(r.reply_id for r in outcome.replies)
+
+
+def test_a_reply_answers_the_letter_in_its_thread() -> None:
+    raw = letter_bytes(headers={"References": "<root@customer.example> <prev@acme.example>"})
+
+    (reply,) = _decide(raw, known={"prev@acme.example": "root@customer.example"}).replies
+
+    assert reply.mailbox_id == "support"
+    assert reply.to == (Address(name="Ann Lee", address="ann@customer.example"),)
+    assert reply.in_reply_to == "m1@customer.example"
+    assert reply.references == ("root@customer.example", "prev@acme.example", "m1@customer.example")
+    assert reply.thread_id == "root@customer.example"
+    assert reply.mailbox_email == "support@acme.example"
+    assert reply.mailbox_label == "Acme Support"
+    assert reply.letter["subject"] == "Hello"
+    assert reply.letter["reply_subject"] == "Re: Hello"
+    assert reply.letter["from_address"] == "ann@customer.example"
+    assert reply.letter["message_id"] == "m1@customer.example"
+
+
+def test_replies_go_to_reply_to_when_there_is_one() -> None:
+    raw = letter_bytes(headers={"Reply-To": "Orders <orders@customer.example>, b@customer.example"})
+
+    (reply,) = _decide(raw).replies
+
+    assert reply.to == (
+        Address(name="Orders", address="orders@customer.example"),
+        Address(address="b@customer.example"),
+    )
+
+
+def test_a_letter_with_only_reply_to_is_answered_there() -> None:
+    raw = b"Reply-To: orders@customer.example\r\nSubject: hi\r\nMessage-ID: <r@c>\r\n\r\nbody"
+
+    outcome = _decide(raw)
+
+    assert outcome.threaded.sender == Address(address="orders@customer.example")
+    assert [r.to for r in outcome.replies] == [(Address(address="orders@customer.example"),)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: nobody wrote this\r\n\r\nbody",
+        b"From: undisclosed\r\nMessage-ID: <x@c>\r\n\r\nbody",
+        b"",
+        bytes(range(256)) * 4,
+    ],
+    ids=["no from", "from without address", "empty", "binary junk"],
+)
+def test_a_letter_without_any_sender_is_unprocessable(raw: bytes) -> None:
+    with pytest.raises(UnprocessableLetterError) as caught:
+        _decide(raw)
+
+    message = str(caught.value)
+    assert "support/INBOX" in message
+    assert "UID 42" in message
+    assert "no sender" in message
+
+
+def _facts(event: Event) -> dict[str, object]:
+    """An event without `produced_at`, the time it was written."""
+    return event.model_dump(exclude={"produced_at"})
+
+
+def test_reply_ids_are_deterministic_and_a_replay_decides_the_same() -> None:
+    raw = letter_bytes()
+
+    first = _decide(raw)
+    again = _decide(raw)
+
+    assert [_facts(r) for r in first.replies] == [_facts(r) for r in again.replies]
+    assert _facts(first.decided) == _facts(again.decided)
+    assert _facts(first.threaded) == _facts(again.threaded)
+    assert first.threaded.event_id == again.threaded.event_id
+    assert first.replies[0].reply_id == reply_id("support", "m1@customer.example", "ack")
+    assert first.replies[0].event_id == first.replies[0].reply_id
+
+
+def test_the_same_letter_in_another_folder_gets_the_same_reply_id() -> None:
+    box, made = _setup()
+    raw = letter_bytes()
+    inbox = decide(_received(raw, uid=1), box, made, compile_rules(box), _unknown, NOW)
+    archive = decide(
+        letter_event("support", "acme", "Archive", 3, 99, NOW, raw),
+        box,
+        made,
+        compile_rules(box),
+        _unknown,
+        NOW,
+    )
+
+    assert inbox.decided.reply_ids == archive.decided.reply_ids
+    assert inbox.threaded.letter_id != archive.threaded.letter_id
+
+
+def test_thread_members_are_the_letter_and_its_replies() -> None:
+    outcome = _decide(letter_bytes(), rule("a"), rule("b"), policy=ReplyPolicy.ALL_MATCHING)
+
+    expected = {"m1@customer.example": "m1@customer.example"}
+    for reply in outcome.replies:
+        expected[reply_message_id(reply.reply_id, "support@acme.example")] = "m1@customer.example"
+    assert outcome.thread_members == expected
+    assert len(outcome.thread_members) == 3
+
+
+def test_all_matching_sends_one_reply_per_matching_rule() -> None:
+    rules = (
+        rule("urgent", URGENT, position=1),
+        rule("named", template="thanks", position=2),
+        rule("miss", condition("subject", "contains", "invoice")),
+    )
+
+    outcome = _decide(letter_bytes(subject="URGENT"), *rules, policy=ReplyPolicy.ALL_MATCHING)
+
+    assert [r.rule_id for r in outcome.replies] == ["urgent", "named"]
+    assert len({r.reply_id for r in outcome.replies}) == 2
+    assert outcome.replies[1].template == NAMED
+    assert [(o.rule_id, o.matched) for o in outcome.decided.rules] == [
+        ("miss", False),
+        ("urgent", True),
+        ("named", True),
+    ]
+
+
+def test_first_match_sends_one_reply() -> None:
+    rules = (rule("urgent", URGENT, position=1), rule("ack", position=2))
+
+    assert [r.rule_id for r in _decide(letter_bytes(subject="urgent"), *rules).replies] == ["urgent"]
+    assert [r.rule_id for r in _decide(letter_bytes(subject="hello"), *rules).replies] == ["ack"]
+
+
+def test_no_matching_rule_means_no_reply_but_a_decision() -> None:
+    outcome = _decide(letter_bytes(subject="hello"), rule("urgent", URGENT))
+
+    assert outcome.replies == ()
+    assert outcome.decided.reply_ids == ()
+    assert outcome.decided.skipped_because is None
+    assert [(o.rule_id, o.matched, o.failed_condition) for o in outcome.decided.rules] == [
+        ("urgent", False, 0)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "reason"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Ann <ann@customer.example>", "auto-submitted: auto-replied"),
+        ({"X-Loop": "support@acme.example"}, "Ann <ann@customer.example>", "mailroom loop marker"),
+        ({"List-Id": "<l.example>"}, "Ann <ann@customer.example>", "mailing list"),
+        ({}, "Acme Sales <sales@acme.example>", "sent by a mailroom mailbox"),
+        ({}, "mailer-daemon@mx.example", "automated sender: mailer-daemon@mx.example"),
+    ],
+)
+def test_a_blocked_letter_is_threaded_but_gets_no_reply(
+    headers: dict[str, str], sender: str, reason: str
+) -> None:
+    outcome = _decide(letter_bytes(sender=sender, headers=headers))
+
+    assert outcome.replies == ()
+    assert outcome.decided.skipped_because == reason
+    assert outcome.decided.rules == ()
+    assert outcome.threaded.automated_because == reason
+    assert outcome.thread_members == {"m1@customer.example": "m1@customer.example"}
+
+
+def test_the_decision_names_the_letter() -> None:
+    decided = _decide(letter_bytes(subject="Printer")).decided
+
+    assert (decided.mailbox_id, decided.message_id, decided.subject, decided.sender) == (
+        "support",
+        "m1@customer.example",
+        "Printer",
+        "ann@customer.example",
+    )
+    assert decided.occurred_at == NOW
+
+
+def test_an_html_only_letter_is_matched_on_its_text() -> None:
+    raw = (
+        b"From: ann@customer.example\r\nMessage-ID: <h@c>\r\nContent-Type: text/html\r\n\r\n"
+        b"<p>Our <b>invoice</b> is wrong</p>"
+    )
+
+    outcome = _decide(raw, rule("invoice", condition("body", "contains", "invoice is wrong")))
+
+    assert outcome.threaded.text_body == "Our invoice is wrong"
+    assert [r.rule_id for r in outcome.replies] == ["invoice"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@x.example\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\nbroken",
+        b"From: a@x.example\r\nContent-Type: text/plain; charset=x-nope\r\n\r\nHall\xf6chen",
+        b"From: a@x.example\r\nSubject: =?x-nope?q?abc?=\r\n\r\n\x00\xff\xfe",
+        b"From: a@x.example\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\r\ncut",
+    ],
+    ids=["no boundary", "unknown charset", "unknown header charset", "unterminated"],
+)
+def test_malformed_letters_still_give_events_that_serialize(raw: bytes) -> None:
+    outcome = _decide(raw)
+
+    assert parse_event(LetterThreaded, outcome.threaded.to_bytes()) == outcome.threaded
+    assert parse_event(LetterDecided, outcome.decided.to_bytes()) == outcome.decided
+    for reply in outcome.replies:
+        assert parse_event(ReplyRequested, reply.to_bytes()) == reply
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Hello", "Re: Hello"),
+        ("  Hello  ", "Re: Hello"),
+        ("Re: Hello", "Re: Hello"),
+        ("RE: Hello", "RE: Hello"),
+        ("AW: Hallo", "AW: Hallo"),
+        ("Sv: Hej", "Sv: Hej"),
+        ("Antw: Hoi", "Antw: Hoi"),
+        ("Regarding your order", "Re: Regarding your order"),
+        ("Fwd: offer", "Re: Fwd: offer"),
+        ("", "Re: (no subject)"),
+        ("   ", "Re: (no subject)"),
+    ],
+)
+def test_reply_subject(subject: str, expected: str) -> None:
+    assert reply_subject(subject) == expected

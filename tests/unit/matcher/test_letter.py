@@ -1,0 +1,179 @@
+"""Whole-letter parsing: the text a rule sees, attachments, headers by name; never raises."""
+
+from __future__ import annotations
+
+import pytest
+
+from matcher.letter import parse_letter
+from tests.unit.builders import letter_bytes
+
+ATTACHMENT = (
+    b"From: a@x.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the invoice.\r\n"
+    b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "content_type", "attachments"),
+    [
+        (letter_bytes(body="Hello\nworld\n"), "Hello\nworld", "text/plain", False),
+        (letter_bytes(body="Grüße aus Köln"), "Grüße aus Köln", "text/plain", False),
+        (
+            letter_bytes(body="plain part", html="<p>html part</p>"),
+            "plain part",
+            "multipart/alternative",
+            False,
+        ),
+        (
+            b"From: a@x.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+            b"<html><head><style>p{}</style></head><body><p>Hello &amp; <b>you</b></p>"
+            b"<script>x()</script><p>Bye</p></body></html>",
+            "Hello & you\n\nBye",
+            "text/html",
+            False,
+        ),
+        (ATTACHMENT, "See the invoice.", "multipart/mixed", True),
+        (
+            b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"Gr=FC=DFe\r\n",
+            "Grüße",
+            "text/plain",
+            False,
+        ),
+        (
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            b"R3LDvMOfZQ==\r\n",
+            "Grüße",
+            "text/plain",
+            False,
+        ),
+        (
+            b"Subject: windows line ends\r\n\r\nline one\r\nline two\r\n",
+            "line one\nline two",
+            "text/plain",
+            False,
+        ),
+    ],
+    ids=[
+        "plain",
+        "utf-8",
+        "alternative prefers plain",
+        "html only",
+        "attachment",
+        "qp latin-1",
+        "base64",
+        "crlf",
+    ],
+)
+def test_text_body_content_type_and_attachments(
+    raw: bytes, text: str, content_type: str, attachments: bool
+) -> None:
+    letter = parse_letter(raw)
+
+    assert letter.text_body == text
+    assert letter.content_type == content_type
+    assert letter.has_attachments is attachments
+
+
+def test_html_only_keeps_the_html_too() -> None:
+    raw = b"Content-Type: text/html\r\n\r\n<p>Hi</p>"
+
+    letter = parse_letter(raw)
+
+    assert letter.text_body == "Hi"
+    assert letter.html_body is not None and "<p>Hi</p>" in letter.html_body
+
+
+def test_plain_only_has_no_html() -> None:
+    assert parse_letter(letter_bytes()).html_body is None
+
+
+def test_headers_are_found_by_lower_case_name_with_every_value_in_order() -> None:
+    raw = (
+        b"Received: from a\r\nReceived: from b\r\n  folded\r\nX-Loop: Support@Acme.example\r\n"
+        b"Auto-Submitted: auto-replied\r\n\r\nbody"
+    )
+
+    letter = parse_letter(raw)
+
+    assert letter.headers["received"] == ("from a", "from b folded")
+    assert letter.header("RECEIVED") == "from a"
+    assert letter.header("x-loop") == "Support@Acme.example"
+    assert letter.header("Auto-Submitted") == "auto-replied"
+    assert letter.header("precedence") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "defect"),
+    [
+        (b"", None),
+        (b"\r\n", None),
+        (b"no headers, just text\r\n", "MissingHeaderBodySeparatorDefect"),
+        (bytes(range(256)) * 8, "MissingHeaderBodySeparatorDefect"),
+        (b"\x00\xff\xfe\x80" * 100, None),
+        (
+            b"Content-Type: multipart/mixed\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n",
+            "NoBoundaryInMultipartDefect",
+        ),
+        (
+            b"Content-Type: multipart/mixed; boundary=zzz\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
+            "StartBoundaryNotFoundDefect",
+        ),
+        (
+            b"Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nBody",
+            "CloseBoundaryNotFoundDefect",
+        ),
+        (b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nHall\xf6chen\r\n", "UndecodableBody"),
+        (b"Content-Type: text/plain; charset=rot13\r\n\r\nHallo\r\n", "UndecodableBody"),
+        (b"Content-Type: text/html; charset=x-no-such-charset\r\n\r\n<p>Hall\xf6chen</p>", "UndecodableBody"),
+        (b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64===\r\n", None),
+        (b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nbody\r\n", None),
+        (b"Content-Type: message/rfc822\r\n\r\nFrom: b@y\r\n\r\ninner\r\n", None),
+        (b"Content-Type: ///;;;===\r\n\r\nbody", None),
+        (b"Subject: caf\xc3\xa9 \xff\r\nX-Junk: \x00\x01\r\n\r\n\xff\xfe body", None),
+        (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\n" * 2_000 + b"--b--", None),
+    ],
+    ids=[
+        "empty",
+        "blank line",
+        "no headers",
+        "binary junk",
+        "high bytes",
+        "multipart without boundary",
+        "wrong boundary",
+        "unterminated multipart",
+        "unknown charset",
+        "non-text codec",
+        "unknown charset in html",
+        "broken base64",
+        "unknown transfer encoding",
+        "attached message",
+        "garbage content type",
+        "8-bit headers",
+        "many empty parts",
+    ],
+)
+def test_malformed_letters_never_raise_and_record_defects(raw: bytes, defect: str | None) -> None:
+    letter = parse_letter(raw)
+
+    assert isinstance(letter.text_body, str)
+    assert "/" in letter.content_type
+    if defect is not None:
+        assert defect in letter.defects
+
+
+def test_an_unknown_charset_keeps_what_can_be_read() -> None:
+    letter = parse_letter(b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nHello W\xf6rld\r\n")
+
+    assert letter.text_body.startswith("Hello W")
+    assert letter.text_body.endswith("rld")
+
+
+def test_defects_are_listed_once() -> None:
+    letter = parse_letter(b"one\r\ntwo\r\nthree\r\n")
+
+    assert len(letter.defects) == len(set(letter.defects))
