@@ -42,6 +42,8 @@ def create_topics(kafka: KafkaSettings) -> list[str]:
             config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
             if spec.compacted:
                 config["cleanup.policy"] = "compact"
+            if spec.kept_forever:
+                config["retention.ms"] = "-1"
             try:
                 admin.create_topics([NewTopic(name, kafka.partitions, 1, topic_configs=config)])
                 created.append(name)

@@ -25,11 +25,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic's name, what its key is, and whether Kafka compacts it."""
+    """A topic's name, what its key is, whether Kafka compacts it, and whether it keeps every message.
+
+    Records (leads, cases, reply outcomes) are kept for good: downstream systems rebuild from them, and
+    the workers read them back to know what they already did, so they must outlive the letters.
+    """
 
     name: str
     key: str
     compacted: bool = False
+    kept_forever: bool = False
 
 
 LETTERS_RECEIVED = TopicSpec("mailroom.letters.received.v1", key="mailbox id")
@@ -44,13 +49,13 @@ LETTERS_DECIDED = TopicSpec("mailroom.letters.decided.v1", key="mailbox id")
 REPLIES_REQUESTED = TopicSpec("mailroom.replies.requested.v1", key="mailbox id")
 """ReplyRequested: matcher -> responder."""
 
-REPLY_OUTCOMES = TopicSpec("mailroom.replies.outcomes.v1", key="reply id")
+REPLY_OUTCOMES = TopicSpec("mailroom.replies.outcomes.v1", key="reply id", kept_forever=True)
 """ReplySent | ReplyFailed: responder -> everyone."""
 
-LEADS = TopicSpec("mailroom.leads.v1", key="lead id")
+LEADS = TopicSpec("mailroom.leads.v1", key="lead id", kept_forever=True)
 """LeadCreated: converter -> downstream CRMs (public contract)."""
 
-CASES = TopicSpec("mailroom.cases.v1", key="case id")
+CASES = TopicSpec("mailroom.cases.v1", key="case id", kept_forever=True)
 """CaseCreated: converter -> downstream CRMs (public contract)."""
 
 DEAD_LETTERS = TopicSpec("mailroom.dead-letters.v1", key="source key")
