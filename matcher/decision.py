@@ -9,7 +9,7 @@ from datetime import datetime
 from matcher.errors import UnprocessableLetterError
 from matcher.letter import ParsedLetter, parse_letter
 from matcher.loops import auto_reply_block
-from matcher.rules import CompiledRules, LetterView
+from matcher.rules import CompiledRules, view_of
 from matcher.threads import place_in_thread
 from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
 from schemas.events import LetterDecided, LetterReceived, LetterThreaded, ReplyRequested
@@ -67,13 +67,7 @@ def decide(
         authorized_users=mailbox.authorized.users,
         authorized_roles=mailbox.authorized.roles,
     )
-    outcomes, chosen = (
-        ([], [])
-        if blocked
-        else rules.evaluate(
-            LetterView(subject=head.subject, body=parsed.text_body, sender=sender, to=head.to, cc=head.cc)
-        )
-    )
+    outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
     replies = tuple(_reply(letter, mailbox, config, rule, parsed, place.thread_id, now) for rule in chosen)
     members = {head.message_id: place.thread_id}
     members.update({reply_message_id(r.reply_id, mailbox.email): place.thread_id for r in replies})

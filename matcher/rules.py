@@ -22,9 +22,10 @@ from schemas.config import (
     Mailbox,
     ReplyPolicy,
 )
-from schemas.events import Address, RuleOutcome
+from matcher.letter import ParsedLetter
+from schemas.events import Address, LetterReceived, RuleOutcome
 
-__all__ = ["CompiledRules", "LetterView", "compile_rules"]
+__all__ = ["CompiledRules", "LetterView", "compile_rules", "view_of"]
 
 Op = ConditionOperator
 
@@ -48,6 +49,12 @@ class LetterView:
         if field is ConditionField.FROM:
             return [_address_texts(self.sender)] if self.sender else []
         return [_address_texts(a) for a in (self.to if field is ConditionField.TO else self.cc)]
+
+
+def view_of(letter: LetterReceived, parsed: ParsedLetter, sender: Address) -> LetterView:
+    """What conditions see of a received letter (its headers parsed by ingest, its body by the matcher)."""
+    head = letter.headers
+    return LetterView(subject=head.subject, body=parsed.text_body, sender=sender, to=head.to, cc=head.cc)
 
 
 def _address_texts(address: Address) -> tuple[str, ...]:
