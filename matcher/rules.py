@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from matcher.letter import ParsedLetter
 from schemas.config import (
     AutoResponseRule,
     Condition,
@@ -22,7 +23,6 @@ from schemas.config import (
     Mailbox,
     ReplyPolicy,
 )
-from matcher.letter import ParsedLetter
 from schemas.events import Address, LetterReceived, RuleOutcome
 
 __all__ = ["CompiledRules", "LetterView", "compile_rules", "view_of"]
