@@ -156,6 +156,8 @@ class RuleOutcome(_Model):
     rule_name: str
     matched: bool
     failed_condition: int | None = None
+    reason: str | None = None
+    """Why the rule did not apply when no condition is to blame (e.g. the letter predates the rule)."""
 
 
 class LetterDecided(Event):
