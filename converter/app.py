@@ -1,8 +1,8 @@
-"""I/O edge: the converter's faust app. Publishes each lead or case once, whatever is redelivered or replayed.
+"""I/O edge: the converter's faust app. One lead or case per thread, and a link for every later letter.
 
-A record id depends only on the mailbox and the thread. The converter's ledger is the leads and cases
-topics themselves: it reads them back, so a record already published (even just before a crash) is never
-published again.
+A record id depends only on the mailbox and the thread, a link id on the record and the letter. The
+converter's ledger is its own output (the leads, cases and links topics): it reads them back, so a record
+or link already published (even just before a crash) is never published again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from converter.mapping import record_for
+from converter.mapping import link_for, record_for, record_of_thread
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
@@ -33,16 +33,22 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
     threaded = app.topic(settings.kafka.topic(topics.LETTERS_THREADED), key_type=bytes, value_type=bytes)
     out = {
         spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
-        for spec in (topics.LEADS, topics.CASES, topics.DEAD_LETTERS)
+        for spec in (topics.LEADS, topics.CASES, topics.LETTER_LINKS, topics.DEAD_LETTERS)
     }
-    published: set[str] = set()
+    records: dict[str, str] = {}
+    """Record id -> Message-ID of the letter it was made from."""
+    links: set[str] = set()
 
     def remember(spec: topics.TopicSpec, data: bytes) -> None:
-        record_id = field_of(data, "event_id")
-        if record_id is not None:
-            published.add(record_id)
+        event_id = field_of(data, "event_id")
+        if event_id is None:
+            return
+        if spec is topics.LETTER_LINKS:
+            links.add(event_id)
+        else:
+            records[event_id] = field_of(data, "message_id") or ""
 
-    ledger = TopicLedger(settings.kafka, [topics.LEADS, topics.CASES], remember)
+    ledger = TopicLedger(settings.kafka, [topics.LEADS, topics.CASES, topics.LETTER_LINKS], remember)
     ledger.follow(app)
 
     async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
@@ -53,18 +59,28 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         mailbox = config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
+        kind = record_of_thread(mailbox, letter.thread_id)
+        if kind is None:
+            return
+        await ledger.ensure_current()
+        record_type, record_id = kind
+        if record_id in records:
+            if records[record_id] == letter.message_id:
+                return  # the letter the record was made from, read again
+            link = link_for(letter, record_type, record_id, utcnow())
+            if link.event_id not in links:
+                await send(topics.LETTER_LINKS, record_id, link)
+                links.add(link.event_id)
+                logger.info(
+                    "%s: letter %s linked to %s %s", mailbox.id, letter.message_id, record_type, record_id
+                )
+            return
         record = record_for(letter, mailbox, utcnow())
         if record is None:
             return
-        await ledger.ensure_current()
-        if record.event_id in published:
-            logger.info(
-                "%s: %s for thread %s already published", mailbox.id, record.event_id, letter.thread_id
-            )
-            return
         spec = topics.LEADS if isinstance(record, LeadCreated) else topics.CASES
         await send(spec, record.event_id, record)
-        published.add(record.event_id)
+        records[record.event_id] = letter.message_id
         logger.info(
             "%s: %s %s from letter %s", mailbox.id, type(record).__name__, record.event_id, letter.message_id
         )

@@ -1,14 +1,16 @@
-"""Pure: maps the first letter of a thread to a Lead or a Case, per the mailbox's processing settings."""
+"""Pure: maps the first letter of a thread to a Lead or a Case, per the mailbox's processing settings,
+and a later letter of the thread to a link to that record."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from schemas.config import CaseProcessing, LeadProcessing, Mailbox, NoProcessing
-from schemas.events import Address, CaseCreated, LeadCreated, LetterThreaded
-from schemas.ids import case_id, lead_id
+from schemas.events import Address, CaseCreated, LeadCreated, LetterLinked, LetterThreaded
+from schemas.ids import case_id, deterministic_id, lead_id
 
-__all__ = ["NO_SUBJECT", "record_for", "split_name"]
+__all__ = ["NO_SUBJECT", "link_for", "record_for", "record_of_thread", "split_name"]
 
 NO_SUBJECT = "(no subject)"
 
@@ -25,6 +27,39 @@ def split_name(sender: Address) -> tuple[str, str]:
         name = name.title() if name else local
     first, _, last = name.rpartition(" ")
     return (first, last) if first else (last, "")
+
+
+def record_of_thread(mailbox: Mailbox, thread_id: str) -> tuple[Literal["lead", "case"], str] | None:
+    """The kind and id of the record a thread of this mailbox has or would have (None: no processing)."""
+    processing = mailbox.processing
+    if isinstance(processing, LeadProcessing):
+        return "lead", lead_id(mailbox.id, thread_id)
+    if isinstance(processing, CaseProcessing):
+        return "case", case_id(mailbox.id, thread_id)
+    return None
+
+
+def link_for(
+    letter: LetterThreaded, record_type: Literal["lead", "case"], record_id: str, now: datetime
+) -> LetterLinked:
+    """Links a letter to its thread's record; the id depends on the record and the letter's Message-ID,
+    so the same letter read twice (two folders, a replay) makes one link."""
+    return LetterLinked(
+        event_id=deterministic_id("letter-link", record_id, letter.message_id),
+        occurred_at=letter.occurred_at,
+        produced_at=now,
+        record_type=record_type,
+        record_id=record_id,
+        organization=letter.organization,
+        mailbox_id=letter.mailbox_id,
+        letter_id=letter.letter_id,
+        message_id=letter.message_id,
+        thread_id=letter.thread_id,
+        direction=letter.direction,
+        sender=letter.sender,
+        subject=letter.subject,
+        date=letter.date,
+    )
 
 
 def record_for(letter: LetterThreaded, mailbox: Mailbox, now: datetime) -> LeadCreated | CaseCreated | None:

@@ -13,6 +13,7 @@ import faust
 
 from matcher.decision import decide
 from matcher.rules import compile_rules
+from matcher.threads import ThreadIndex
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
@@ -25,7 +26,6 @@ from schemas.events import (
     parse_event,
     utcnow,
 )
-from schemas.ids import reply_message_id
 from schemas.ledger import TopicLedger
 from schemas.policy import process_guarded
 from schemas.settings import WorkerSettings, faust_app_options
@@ -44,22 +44,19 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
         for spec in (
             topics.LETTERS_THREADED,
+            topics.LETTERS_SHARED,
             topics.LETTERS_DECIDED,
             topics.REPLIES_REQUESTED,
             topics.DEAD_LETTERS,
         )
     }
-    threads: dict[tuple[str, str], str] = {}
+    threads = ThreadIndex()
 
     def remember(spec: topics.TopicSpec, data: bytes) -> None:
         if spec is topics.LETTERS_THREADED:
-            letter = parse_event(LetterThreaded, data)
-            threads[(letter.mailbox_id, letter.message_id)] = letter.thread_id
+            threads.remember_letter(parse_event(LetterThreaded, data))
         else:
-            reply = parse_event(ReplyRequested, data)
-            threads[(reply.mailbox_id, reply_message_id(reply.reply_id, reply.mailbox_email))] = (
-                reply.thread_id
-            )
+            threads.remember_reply(parse_event(ReplyRequested, data))
 
     ledger = TopicLedger(settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember)
     ledger.follow(app)
@@ -74,15 +71,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
         await ledger.ensure_current()
-        outcome = decide(
-            letter, mailbox, config, rules[mailbox.id], lambda mid: threads.get((mailbox.id, mid)), utcnow()
-        )
+        outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, utcnow())
         await send(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
+        await send(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:
             await send(topics.REPLIES_REQUESTED, mailbox.id, reply)
         await send(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
-        for message_id, thread_id in outcome.thread_members.items():
-            threads[(mailbox.id, message_id)] = thread_id
+        threads.remember_letter(outcome.threaded)
+        for reply in outcome.replies:
+            threads.remember_reply(reply)
         logger.info(
             "%s: letter %s thread %s%s, replies %d%s",
             letter.mailbox_id,

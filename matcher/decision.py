@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from matcher.errors import UnprocessableLetterError
 from matcher.letter import ParsedLetter, parse_letter
-from matcher.loops import auto_reply_block
+from matcher.loops import auto_reply_block, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
-from matcher.threads import place_in_thread
+from matcher.threads import ThreadIndex
 from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
-from schemas.events import LetterDecided, LetterReceived, LetterThreaded, ReplyRequested
-from schemas.ids import deterministic_id, reply_id, reply_message_id
+from schemas.events import LetterDecided, LetterReceived, LetterShared, LetterThreaded, ReplyRequested
+from schemas.ids import deterministic_id, reply_id
 
 __all__ = ["Outcome", "decide", "reply_subject"]
 
@@ -23,10 +22,9 @@ _REPLY_PREFIXES = ("re:", "aw:", "sv:", "antw:")
 @dataclass(frozen=True)
 class Outcome:
     threaded: LetterThreaded
+    shared: LetterShared
     decided: LetterDecided
     replies: tuple[ReplyRequested, ...]
-    thread_members: dict[str, str]
-    """Message-IDs to remember as members of the letter's thread (the letter and its replies)."""
 
 
 def decide(
@@ -34,9 +32,10 @@ def decide(
     mailbox: Mailbox,
     config: MailroomConfig,
     rules: CompiledRules,
-    known_thread: Callable[[str], str | None],
+    threads: ThreadIndex,
     now: datetime,
 ) -> Outcome:
+    """The letter's events; `threads` is only read (the caller remembers the outcome once it is sent)."""
     head = letter.headers
     sender = head.from_ or (head.reply_to[0] if head.reply_to else None)
     if sender is None:
@@ -45,8 +44,9 @@ def decide(
             f"address (no usable From, Sender or Reply-To); defects: {', '.join(letter.defects) or 'none'}"
         )
     parsed = parse_letter(letter.raw)
-    place = place_in_thread(head.message_id, head.in_reply_to, head.references, known_thread)
-    blocked = auto_reply_block(parsed, sender, config.mailbox_addresses())
+    place = threads.place(mailbox.id, head.message_id, head.in_reply_to, head.references)
+    own = config.mailbox_addresses()
+    blocked = auto_reply_block(parsed, sender, own)
     threaded = LetterThreaded(
         event_id=deterministic_id("letter-threaded", letter.event_id),
         occurred_at=letter.occurred_at,
@@ -57,6 +57,9 @@ def decide(
         message_id=head.message_id,
         thread_id=place.thread_id,
         starts_thread=place.starts_thread,
+        in_reply_to=head.in_reply_to,
+        references=head.references,
+        direction="outgoing" if sent_by_mailroom(parsed, sender, own) else "incoming",
         automated_because=blocked,
         sender=sender,
         to=head.to,
@@ -64,13 +67,25 @@ def decide(
         subject=head.subject,
         text_body=parsed.text_body,
         date=head.date,
-        authorized_users=mailbox.authorized.users,
-        authorized_roles=mailbox.authorized.roles,
+    )
+    shared = LetterShared(
+        event_id=deterministic_id("letter-shared", letter.event_id),
+        occurred_at=letter.occurred_at,
+        produced_at=now,
+        mailbox_id=mailbox.id,
+        organization=mailbox.organization,
+        mailbox_email=mailbox.email,
+        letter_id=letter.event_id,
+        message_id=head.message_id,
+        thread_id=place.thread_id,
+        subject=head.subject,
+        sender=sender,
+        date=head.date,
+        users=mailbox.authorized.users,
+        roles=mailbox.authorized.roles,
     )
     outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
     replies = tuple(_reply(letter, mailbox, config, rule, parsed, place.thread_id, now) for rule in chosen)
-    members = {head.message_id: place.thread_id}
-    members.update({reply_message_id(r.reply_id, mailbox.email): place.thread_id for r in replies})
     decided = LetterDecided(
         event_id=deterministic_id("letter-decided", letter.event_id),
         occurred_at=now,
@@ -84,7 +99,7 @@ def decide(
         reply_ids=tuple(r.reply_id for r in replies),
         skipped_because=blocked,
     )
-    return Outcome(threaded, decided, replies, members)
+    return Outcome(threaded, shared, decided, replies)
 
 
 def reply_subject(subject: str) -> str:

@@ -12,13 +12,20 @@ from matcher.letter import ParsedLetter
 from schemas.events import Address
 from schemas.ids import LOOP_MARKER_HEADER
 
-__all__ = ["auto_reply_block"]
+__all__ = ["auto_reply_block", "sent_by_mailroom"]
 
 _ROBOT_SENDER = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+.-].*)?@|^owner-|-request@|-bounces?@",
     re.IGNORECASE,
 )
 _SUPPRESS = {"all", "autoreply", "oof"}
+
+
+def sent_by_mailroom(letter: ParsedLetter, sender: Address, own_addresses: Collection[str]) -> bool:
+    """A letter from a mailroom mailbox: its replies, or employees' replies sent through it."""
+    if sender.address.lower() in own_addresses:
+        return True
+    return any(v.strip().lower() in own_addresses for v in letter.headers.get(LOOP_MARKER_HEADER.lower(), ()))
 
 
 def auto_reply_block(

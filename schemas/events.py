@@ -25,7 +25,9 @@ __all__ = [
     "LeadCreated",
     "LetterDecided",
     "LetterHeaders",
+    "LetterLinked",
     "LetterReceived",
+    "LetterShared",
     "LetterThreaded",
     "ReplyFailed",
     "ReplyRequested",
@@ -137,6 +139,11 @@ class LetterThreaded(Event):
     message_id: str
     thread_id: str
     starts_thread: bool
+    """True for the first letter of its thread that mailroom saw: the one a lead or case is made from."""
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    direction: Literal["incoming", "outgoing"] = "incoming"
+    """Outgoing: sent by a mailroom mailbox (its replies, or employees' replies through it)."""
     automated_because: str | None = None
     """Set when a machine, a mailing list or mailroom itself sent the letter (why it gets no auto-reply)."""
     sender: Address
@@ -145,8 +152,42 @@ class LetterThreaded(Event):
     subject: str = ""
     text_body: str = ""
     date: datetime | None = None
-    authorized_users: tuple[str, ...] = ()
-    authorized_roles: tuple[str, ...] = ()
+
+
+class LetterShared(Event):
+    """Who may see a letter: the mailbox's authorized users and roles when the letter was processed
+    (public contract: a notifier tells them). One per letter; `event_id` comes from the letter's."""
+
+    event_type: Literal["LetterShared"] = "LetterShared"
+    mailbox_id: str
+    organization: str
+    mailbox_email: str
+    letter_id: str
+    message_id: str
+    thread_id: str
+    subject: str = ""
+    sender: Address
+    date: datetime | None = None
+    users: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+class LetterLinked(Event):
+    """A later letter of a thread that has a lead or case, linked to it (public contract), so downstream
+    attaches the correspondence. `event_id` comes from the record id and the letter's Message-ID."""
+
+    event_type: Literal["LetterLinked"] = "LetterLinked"
+    record_type: Literal["lead", "case"]
+    record_id: str
+    organization: str
+    mailbox_id: str
+    letter_id: str
+    message_id: str
+    thread_id: str
+    direction: Literal["incoming", "outgoing"]
+    sender: Address
+    subject: str = ""
+    date: datetime | None = None
 
 
 class RuleOutcome(_Model):
@@ -156,6 +197,8 @@ class RuleOutcome(_Model):
     rule_name: str
     matched: bool
     failed_condition: int | None = None
+    reason: str | None = None
+    """Why a rule did not match when no condition failed, e.g. the letter is older than the rule."""
     reason: str | None = None
     """Why the rule did not apply when no condition is to blame (e.g. the letter predates the rule)."""
 

@@ -16,7 +16,9 @@ __all__ = [
     "LEADS",
     "LETTERS_DECIDED",
     "LETTERS_RECEIVED",
+    "LETTERS_SHARED",
     "LETTERS_THREADED",
+    "LETTER_LINKS",
     "REPLIES_REQUESTED",
     "REPLY_OUTCOMES",
     "TopicSpec",
@@ -43,6 +45,9 @@ LETTERS_RECEIVED = TopicSpec("mailroom.letters.received.v1", key="mailbox id")
 LETTERS_THREADED = TopicSpec("mailroom.letters.threaded.v1", key="mailbox id")
 """LetterThreaded: matcher -> converter. The parsed letter and its place in a thread."""
 
+LETTERS_SHARED = TopicSpec("mailroom.letters.shared.v1", key="mailbox id")
+"""LetterShared: matcher -> notifiers (public contract). Who may see each letter."""
+
 LETTERS_DECIDED = TopicSpec("mailroom.letters.decided.v1", key="mailbox id")
 """LetterDecided: matcher -> auditors. Which rules matched and why a letter got no reply."""
 
@@ -58,6 +63,10 @@ LEADS = TopicSpec("mailroom.leads.v1", key="lead id", kept_forever=True)
 CASES = TopicSpec("mailroom.cases.v1", key="case id", kept_forever=True)
 """CaseCreated: converter -> downstream CRMs (public contract)."""
 
+LETTER_LINKS = TopicSpec("mailroom.letter-links.v1", key="record id", kept_forever=True)
+"""LetterLinked: converter -> downstream CRMs (public contract). Follow-up letters of a lead's or case's
+thread."""
+
 DEAD_LETTERS = TopicSpec("mailroom.dead-letters.v1", key="source key")
 """DeadLetter: any worker -> operators. What could not be processed, with the reason and original bytes."""
 
@@ -67,11 +76,13 @@ INGEST_CHECKPOINTS = TopicSpec("mailroom.ingest.checkpoints.v1", key="mailbox id
 ALL_TOPICS = (
     LETTERS_RECEIVED,
     LETTERS_THREADED,
+    LETTERS_SHARED,
     LETTERS_DECIDED,
     REPLIES_REQUESTED,
     REPLY_OUTCOMES,
     LEADS,
     CASES,
+    LETTER_LINKS,
     DEAD_LETTERS,
     INGEST_CHECKPOINTS,
 )

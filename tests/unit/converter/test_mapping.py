@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from converter.mapping import NO_SUBJECT, record_for, split_name
+from converter.mapping import NO_SUBJECT, link_for, record_for, record_of_thread, split_name
 from schemas.events import Address, CaseCreated, LeadCreated, LetterThreaded
 from schemas.ids import case_id, lead_id
 from tests.unit.builders import NOW, mailbox
@@ -149,3 +149,41 @@ def test_machine_mail_makes_no_record_unless_the_mailbox_wants_it(processing: di
     assert record_for(automated, mailbox(processing=processing), NOW) is None
     kept = record_for(automated, mailbox(processing={**processing, "ignore_automated": False}), NOW)
     assert kept is not None
+
+
+@pytest.mark.parametrize(
+    ("processing", "expected_type", "make_id"),
+    [({"type": "lead"}, "lead", lead_id), ({"type": "case"}, "case", case_id)],
+)
+def test_a_thread_has_one_record_id_per_mailbox(
+    processing: dict[str, Any], expected_type: str, make_id: Any
+) -> None:
+    box = mailbox(processing=processing)
+
+    assert record_of_thread(box, "t@c") == (expected_type, make_id(box.id, "t@c"))
+    assert record_of_thread(mailbox(processing={"type": "none"}), "t@c") is None
+
+
+@pytest.mark.parametrize("direction", ["incoming", "outgoing"])
+def test_a_later_letter_is_linked_to_the_record_with_its_ids_and_direction(direction: str) -> None:
+    later = _letter(starts_thread=False, message_id="later@c", direction=direction, subject="Re: Help")
+
+    link = link_for(later, "case", "case-1", NOW)
+    again = link_for(
+        _letter(starts_thread=False, message_id="later@c", letter_id="other-copy"), "case", "case-1", NOW
+    )
+
+    assert (link.record_type, link.record_id, link.message_id, link.direction) == (
+        "case",
+        "case-1",
+        "later@c",
+        direction,
+    )
+    assert (link.letter_id, link.thread_id, link.subject, link.sender) == (
+        later.letter_id,
+        later.thread_id,
+        "Re: Help",
+        later.sender,
+    )
+    assert link.event_id == again.event_id  # a second copy of the letter makes the same link
+    assert link.event_id != link_for(later, "case", "case-2", NOW).event_id

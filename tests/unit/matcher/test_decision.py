@@ -10,6 +10,7 @@ from ingest.parse import letter_event
 from matcher.decision import Outcome, decide, reply_subject
 from matcher.errors import UnprocessableLetterError
 from matcher.rules import compile_rules
+from matcher.threads import ThreadIndex
 from schemas.config import AutoResponseRule, Mailbox, MailroomConfig, ReplyPolicy, ReplyTemplate
 from schemas.events import (
     Address,
@@ -35,8 +36,12 @@ def _setup(
     return made.mailboxes[0], made
 
 
-def _unknown(message_id: str) -> str | None:
-    return None
+def _index(known: dict[str, str] | None = None) -> ThreadIndex:
+    """An index that knows each Message-ID's thread (a thread's own id marks its first letter)."""
+    index = ThreadIndex()
+    for message_id, thread_id in (known or {}).items():
+        index.remember("support", message_id, thread_id, message_id == thread_id)
+    return index
 
 
 def _received(raw: bytes, uid: int = 42) -> LetterReceived:
@@ -50,7 +55,7 @@ def _decide(
     policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH,
 ) -> Outcome:
     box, made = _setup(*rules, policy=policy)
-    return decide(_received(raw), box, made, compile_rules(box), (known or {}).get, NOW)
+    return decide(_received(raw), box, made, compile_rules(box), _index(known), NOW)
 
 
 def test_a_first_letter_starts_a_thread_and_gets_a_reply() -> None:
@@ -148,13 +153,13 @@ def test_reply_ids_are_deterministic_and_a_replay_decides_the_same() -> None:
 def test_the_same_letter_in_another_folder_gets_the_same_reply_id() -> None:
     box, made = _setup()
     raw = letter_bytes()
-    inbox = decide(_received(raw, uid=1), box, made, compile_rules(box), _unknown, NOW)
+    inbox = decide(_received(raw, uid=1), box, made, compile_rules(box), _index(), NOW)
     archive = decide(
         letter_event("support", "acme", "Archive", 3, 99, NOW, raw),
         box,
         made,
         compile_rules(box),
-        _unknown,
+        _index(),
         NOW,
     )
 
@@ -162,14 +167,21 @@ def test_the_same_letter_in_another_folder_gets_the_same_reply_id() -> None:
     assert inbox.threaded.letter_id != archive.threaded.letter_id
 
 
-def test_thread_members_are_the_letter_and_its_replies() -> None:
+def test_remembering_the_outcome_puts_the_letter_and_its_replies_in_its_thread() -> None:
     outcome = _decide(letter_bytes(), rule("a"), rule("b"), policy=ReplyPolicy.ALL_MATCHING)
+    index = ThreadIndex()
 
-    expected = {"m1@customer.example": "m1@customer.example"}
+    index.remember_letter(outcome.threaded)
     for reply in outcome.replies:
-        expected[reply_message_id(reply.reply_id, "support@acme.example")] = "m1@customer.example"
-    assert outcome.thread_members == expected
-    assert len(outcome.thread_members) == 3
+        index.remember_reply(reply)
+
+    assert len(outcome.replies) == 2 and len(index) == 3
+    for reply in outcome.replies:
+        answer_to_reply = index.place(
+            "support", "answer@c", (reply_message_id(reply.reply_id, "support@acme.example"),), ()
+        )
+        assert answer_to_reply.thread_id == "m1@customer.example" and not answer_to_reply.starts_thread
+    assert index.place("support", "m1@customer.example", (), ()).starts_thread
 
 
 def test_all_matching_sends_one_reply_per_matching_rule() -> None:
@@ -228,7 +240,7 @@ def test_a_blocked_letter_is_threaded_but_gets_no_reply(
     assert outcome.decided.skipped_because == reason
     assert outcome.decided.rules == ()
     assert outcome.threaded.automated_because == reason
-    assert outcome.thread_members == {"m1@customer.example": "m1@customer.example"}
+    assert (outcome.threaded.thread_id, outcome.threaded.starts_thread) == ("m1@customer.example", True)
 
 
 def test_the_decision_names_the_letter() -> None:
