@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit lint bench clean
+.PHONY: setup demo test unit lint bench contract clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+contract: setup
+	$(PY) -m schemas.contract
 
 bench: setup
 	$(PY) bench/rules.py

@@ -46,7 +46,12 @@ def utcnow() -> datetime:
 class _Model(BaseModel):
     # bytes travel as base64 in JSON and are plain bytes in Python.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", populate_by_name=True, ser_json_bytes="base64", val_json_bytes="base64"
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        use_attribute_docstrings=True,  # field docstrings become descriptions in the JSON Schema files
     )
 
 
@@ -199,8 +204,6 @@ class RuleOutcome(_Model):
     failed_condition: int | None = None
     reason: str | None = None
     """Why a rule did not match when no condition failed, e.g. the letter is older than the rule."""
-    reason: str | None = None
-    """Why the rule did not apply when no condition is to blame (e.g. the letter predates the rule)."""
 
 
 class LetterDecided(Event):
@@ -265,20 +268,34 @@ class LeadCreated(Event):
 
     event_type: Literal["LeadCreated"] = "LeadCreated"
     lead_id: str
+    """Deterministic from the mailbox and the thread: `schemas.ids.lead_id(mailbox_id, thread_id)`."""
     organization: str
+    """The mailbox's organization."""
     mailbox_id: str
+    mailbox_email: str
+    """The system mailbox the letter came to (the lead's source address)."""
     name: str
+    """The letter's subject, or "(no subject)"."""
     first_name: str
+    """From the sender's display name ("Ann Lee", "Lee, Ann"); else from the address's local part."""
     last_name: str
     email: str
+    """The sender's address."""
     notes: str
+    """The letter's text body (html-only letters converted to text)."""
     status: str = "new"
     owner: str | None = None
+    """From the mailbox's lead settings."""
     source: str = "email"
+    """From the mailbox's lead settings."""
     channel: str | None = None
+    """From the mailbox's lead settings."""
     letter_id: str
+    """The event id of the LetterReceived the lead was made from."""
     message_id: str
+    """The Message-ID (without brackets) of the letter the lead was made from."""
     thread_id: str
+    """The thread's id (the oldest Message-ID its conversation names); later letters link to the lead."""
 
 
 class CaseCreated(Event):
@@ -286,19 +303,30 @@ class CaseCreated(Event):
 
     event_type: Literal["CaseCreated"] = "CaseCreated"
     case_id: str
+    """Deterministic from the mailbox and the thread: `schemas.ids.case_id(mailbox_id, thread_id)`."""
     organization: str
+    """The mailbox's organization."""
     mailbox_id: str
+    mailbox_email: str
+    """The system mailbox the letter came to (the case's source address)."""
     subject: str
+    """The letter's subject, or "(no subject)"."""
     description: str
+    """The letter's text body (html-only letters converted to text)."""
     reporter_email: str
+    """The sender's address."""
     owner: str | None = None
+    """From the mailbox's case settings, like assignee, status, priority and tags."""
     assignee: str | None = None
     status: str = "open"
     priority: str = "normal"
     tags: tuple[str, ...] = ()
     letter_id: str
+    """The event id of the LetterReceived the case was made from."""
     message_id: str
+    """The Message-ID (without brackets) of the letter the case was made from."""
     thread_id: str
+    """The thread's id (the oldest Message-ID its conversation names); later letters link to the case."""
 
 
 class DeadLetter(Event):

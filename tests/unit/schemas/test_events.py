@@ -74,6 +74,7 @@ EVENTS: list[Event] = [
         case_id="c1",
         organization="acme",
         mailbox_id="support",
+        mailbox_email="support@acme.example",
         subject="Help",
         description="text",
         reporter_email="a@x",
