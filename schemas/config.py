@@ -6,11 +6,13 @@ Pure data validated by pydantic; `schemas.loading` turns a YAML file into a `Mai
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from schemas.conditions import Condition, ConditionField, ConditionOperator, HeaderField
 from schemas.errors import ConfigError
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "ConditionField",
     "ConditionOperator",
     "EnvSecret",
+    "HeaderField",
     "ImapSettings",
     "LeadProcessing",
     "Mailbox",
@@ -125,66 +128,6 @@ class CaseProcessing(_Model):
 Processing = Annotated[NoProcessing | LeadProcessing | CaseProcessing, Field(discriminator="type")]
 
 
-class ConditionField(StrEnum):
-    SUBJECT = "subject"
-    BODY = "body"
-    FROM = "from"
-    TO = "to"
-    CC = "cc"
-
-
-class ConditionOperator(StrEnum):
-    CONTAINS = "contains"
-    DOES_NOT_CONTAIN = "does_not_contain"
-    IS_EQUAL_TO = "is_equal_to"
-    STARTS_WITH = "starts_with"
-    ENDS_WITH = "ends_with"
-    IS_ANY_OF = "is_any_of"
-    IS_NOT_ANY_OF = "is_not_any_of"
-    IS_EMPTY = "is_empty"
-    IS_NOT_EMPTY = "is_not_empty"
-
-
-_NO_VALUE = {ConditionOperator.IS_EMPTY, ConditionOperator.IS_NOT_EMPTY}
-_LIST_VALUE = {ConditionOperator.IS_ANY_OF, ConditionOperator.IS_NOT_ANY_OF}
-
-
-class Condition(_Model):
-    """One test on a letter: field + operator + value. Text comparison ignores case unless told."""
-
-    field: ConditionField
-    operator: ConditionOperator
-    value: str | tuple[str, ...] | None = None
-    case_sensitive: bool = False
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _lists_as_tuples(cls, value: object) -> object:
-        return tuple(value) if isinstance(value, list) else value
-
-    @model_validator(mode="after")
-    def _value_fits_operator(self) -> Condition:
-        if self.operator in _NO_VALUE:
-            if self.value not in (None, "", ()):
-                raise ValueError(f"operator {self.operator.value} takes no value, got {self.value!r}")
-        elif self.operator in _LIST_VALUE:
-            if self.value is None or not self.values():
-                raise ValueError(f"operator {self.operator.value} needs a list of values")
-        elif not isinstance(self.value, str) or self.value == "":
-            raise ValueError(
-                f"operator {self.operator.value} needs a non-empty text value, got {self.value!r}"
-            )
-        return self
-
-    def values(self) -> tuple[str, ...]:
-        """The value as a list: a YAML list, or a comma-separated string (trimmed) as the original takes."""
-        if self.value is None:
-            return ()
-        if isinstance(self.value, str):
-            return tuple(part.strip() for part in self.value.split(",") if part.strip())
-        return tuple(v.strip() for v in self.value if v.strip())
-
-
 class ReplyTemplate(_Model):
     """A jinja2 template for a reply: subject and body, html or plain."""
 
@@ -200,9 +143,17 @@ class AutoResponseRule(_Model):
     name: str
     active: bool = True
     position: int = 0
+    created_at: datetime | None = None
+    """The rule answers only letters received at or after this moment (UTC when no offset is given), so
+    that a new rule does not answer old mail read late; None: it answers letters of any age."""
     conditions: tuple[Condition, ...] = ()
     template: ReplyTemplate | str
     """The template itself, or the name of one under the configuration's `templates`."""
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class AuthorizedUsers(_Model):

@@ -100,8 +100,8 @@ def test_an_empty_configuration_has_no_mailboxes(text: str) -> None:
             ["mailboxes[0](support).rules[0](ack).conditions[0].operator", "'resembles'"],
         ),
         (
-            _broken("{field: bcc, operator: contains, value: x}"),
-            ["mailboxes[0](support).rules[0](ack).conditions[0].field", "'bcc'"],
+            _broken("{field: priority, operator: contains, value: x}"),
+            ["mailboxes[0](support).rules[0](ack).conditions[0].field", "'priority'"],
         ),
         (
             _broken("{field: subject, operator: contains}"),
@@ -214,7 +214,7 @@ def test_a_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
 
 def test_errors_in_a_file_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(_broken("{field: bcc, operator: contains, value: x}"), encoding="utf-8")
+    path.write_text(_broken("{field: priority, operator: contains, value: x}"), encoding="utf-8")
 
     with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: invalid configuration"):
         load_config(path)
