@@ -1,121 +1,71 @@
 """Pure: evaluates a mailbox's auto-response rules on a letter; no I/O.
 
 Semantics (written down because the original left them implicit):
-- text is compared after Unicode case folding unless a condition says `case_sensitive: true`;
+- text is compared after Unicode case folding (`str.casefold`: ß equals ss, İ equals i + U+0307) unless a
+  condition says `case_sensitive: true`;
 - `from` offers the sender's display name and address: either may satisfy a condition;
-- `to` and `cc` are lists: a condition holds when any one recipient satisfies it (name or address);
-  `is empty` holds for an empty list;
-- every negative operator is exactly the negation of its positive twin;
-- a rule's conditions are AND-combined; a rule with no conditions matches every letter.
+- `to`, `cc`, `bcc` and `reply_to` are lists: a condition holds when any one recipient satisfies it (name
+  or address); `is_empty` holds for an empty list;
+- `header:<Name>` offers every value of that header (name compared case-insensitively), RFC 2047-decoded;
+  a missing or blank header is empty;
+- on an empty field every positive text operator but `is_empty` is false (even `matches_regex: "^$"`),
+  and every negative operator is exactly the negation of its positive twin (`after` of `before` too);
+- `matches_regex` searches each text with RE2 (linear time); `case_sensitive: false` is RE2's `(?i)`,
+  simple case folding: one character for one (k, K and the Kelvin sign; ß and ẞ), never ß for ss;
+- `has_attachments` takes `is_true` / `is_false`; `received` (the server's INTERNALDATE) takes
+  `before` (strictly earlier) and `after` (at or later: exactly not `before`);
+- a rule whose `created_at` is later than the letter's reception does not match it, with a `reason`;
+- a rule's conditions are AND-combined; a rule with no conditions matches every letter it is not too
+  early for.
+
+Each mailbox's rules are compiled once, with every outcome a rule can have; a letter's fields are folded
+(and encoded for RE2) once, by the `LetterView`, however many conditions test them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from matcher.letter import ParsedLetter
-from schemas.config import (
-    AutoResponseRule,
-    Condition,
-    ConditionField,
-    ConditionOperator,
-    Mailbox,
-    ReplyPolicy,
-)
-from schemas.events import Address, LetterReceived, RuleOutcome
+from matcher.conditions import Test, compile_condition
+from matcher.view import LetterView, view_of
+from schemas.config import AutoResponseRule, Mailbox, ReplyPolicy
+from schemas.events import RuleOutcome
 
 __all__ = ["CompiledRules", "LetterView", "compile_rules", "view_of"]
 
-Op = ConditionOperator
 
-
-@dataclass(frozen=True)
-class LetterView:
-    """The fields a condition can test."""
-
-    subject: str
-    body: str
-    sender: Address | None
-    to: tuple[Address, ...] = ()
-    cc: tuple[Address, ...] = ()
-
-    def candidates(self, field: ConditionField) -> list[tuple[str, ...]]:
-        """Each item (a text, the sender, one recipient) as the strings that may satisfy a condition."""
-        if field is ConditionField.SUBJECT:
-            return [(self.subject,)] if self.subject.strip() else []
-        if field is ConditionField.BODY:
-            return [(self.body,)] if self.body.strip() else []
-        if field is ConditionField.FROM:
-            return [_address_texts(self.sender)] if self.sender else []
-        return [_address_texts(a) for a in (self.to if field is ConditionField.TO else self.cc)]
-
-
-def view_of(letter: LetterReceived, parsed: ParsedLetter, sender: Address) -> LetterView:
-    """What conditions see of a received letter (its headers parsed by ingest, its body by the matcher)."""
-    head = letter.headers
-    return LetterView(subject=head.subject, body=parsed.text_body, sender=sender, to=head.to, cc=head.cc)
-
-
-def _address_texts(address: Address) -> tuple[str, ...]:
-    return (address.name, address.address) if address.name else (address.address,)
-
-
-_POSITIVE: dict[Op, Callable[[str, Sequence[str]], bool]] = {
-    Op.CONTAINS: lambda text, needles: needles[0] in text,
-    Op.IS_EQUAL_TO: lambda text, needles: text == needles[0],
-    Op.STARTS_WITH: lambda text, needles: text.startswith(needles[0]),
-    Op.ENDS_WITH: lambda text, needles: text.endswith(needles[0]),
-    Op.IS_ANY_OF: lambda text, needles: text in needles,
-}
-_NEGATION = {Op.DOES_NOT_CONTAIN: Op.CONTAINS, Op.IS_NOT_ANY_OF: Op.IS_ANY_OF, Op.IS_NOT_EMPTY: Op.IS_EMPTY}
-
-
-@dataclass(frozen=True)
-class _CompiledCondition:
-    field: ConditionField
-    positive: Op
-    negated: bool
-    needles: tuple[str, ...]
-    fold: bool
-
-    def holds(self, letter: LetterView) -> bool:
-        items = letter.candidates(self.field)
-        if self.positive is Op.IS_EMPTY:
-            result = not items
-        else:
-            test = _POSITIVE[self.positive]
-            result = any(
-                test(text.casefold() if self.fold else text, self.needles) for item in items for text in item
-            )
-        return result != self.negated
-
-
-def _compile_condition(condition: Condition) -> _CompiledCondition:
-    positive = _NEGATION.get(condition.operator, condition.operator)
-    fold = not condition.case_sensitive
-    values = condition.values() if positive is Op.IS_ANY_OF else (condition.value,) if condition.value else ()
-    needles = tuple(v.casefold() if fold else v for v in values if isinstance(v, str))
-    return _CompiledCondition(condition.field, positive, positive is not condition.operator, needles, fold)
-
-
-@dataclass(frozen=True)
-class _CompiledRule:
+class _CompiledRule(NamedTuple):
     rule: AutoResponseRule
-    conditions: tuple[_CompiledCondition, ...]
+    created_at: datetime | None
+    tests: tuple[Test, ...]
+    matched: RuleOutcome
+    failed: tuple[RuleOutcome, ...]
+    """The outcome when condition i is the first to fail."""
+    too_early: RuleOutcome
 
-    def outcome(self, letter: LetterView) -> RuleOutcome:
-        for index, condition in enumerate(self.conditions):
-            if not condition.holds(letter):
-                return RuleOutcome(
-                    rule_id=self.rule.id, rule_name=self.rule.name, matched=False, failed_condition=index
-                )
-        return RuleOutcome(rule_id=self.rule.id, rule_name=self.rule.name, matched=True)
+
+def _compile_rule(rule: AutoResponseRule) -> _CompiledRule:
+    def outcome(matched: bool, failed: int | None = None, reason: str | None = None) -> RuleOutcome:
+        return RuleOutcome(
+            rule_id=rule.id, rule_name=rule.name, matched=matched, failed_condition=failed, reason=reason
+        )
+
+    created = rule.created_at.isoformat() if rule.created_at else ""
+    return _CompiledRule(
+        rule=rule,
+        created_at=rule.created_at,
+        tests=tuple(compile_condition(c) for c in rule.conditions),
+        matched=outcome(True),
+        failed=tuple(outcome(False, index) for index in range(len(rule.conditions))),
+        too_early=outcome(False, reason=f"letter received before the rule was created ({created})"),
+    )
 
 
 @dataclass(frozen=True)
 class CompiledRules:
-    """One mailbox's active rules, ordered by position, with needles folded once."""
+    """One mailbox's active rules, ordered by position, with needles folded and regexes compiled once."""
 
     policy: ReplyPolicy
     rules: tuple[_CompiledRule, ...]
@@ -125,21 +75,27 @@ class CompiledRules:
         whose reply is to be sent."""
         outcomes: list[RuleOutcome] = []
         chosen: list[AutoResponseRule] = []
-        for compiled in self.rules:
-            outcome = compiled.outcome(letter)
+        first_only = self.policy is ReplyPolicy.FIRST_MATCH
+        received = letter.received
+        # The hot loop: a letter meets every rule of its mailbox, so no call or lookup more than needed.
+        for rule, created_at, tests, matched, failed, too_early in self.rules:
+            if created_at is not None and received < created_at:
+                outcomes.append(too_early)
+                continue
+            outcome = matched
+            index = 0
+            for test in tests:
+                if not test(letter):
+                    outcome = failed[index]
+                    break
+                index += 1
             outcomes.append(outcome)
-            if outcome.matched:
-                chosen.append(compiled.rule)
-                if self.policy is ReplyPolicy.FIRST_MATCH:
+            if outcome is matched:
+                chosen.append(rule)
+                if first_only:
                     break
         return outcomes, chosen
 
 
 def compile_rules(mailbox: Mailbox) -> CompiledRules:
-    return CompiledRules(
-        mailbox.reply_policy,
-        tuple(
-            _CompiledRule(rule, tuple(_compile_condition(c) for c in rule.conditions))
-            for rule in mailbox.active_rules()
-        ),
-    )
+    return CompiledRules(mailbox.reply_policy, tuple(_compile_rule(rule) for rule in mailbox.active_rules()))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matcher.rules import LetterView, compile_rules
-from schemas.config import Condition, ReplyPolicy
+from schemas.config import AutoResponseRule, Condition, ReplyPolicy
 from schemas.events import Address
 from schemas.loading import parse_config
 from tests.unit.builders import condition, mailbox, rule
@@ -18,27 +21,32 @@ ANN = Address(name="Ann Lee", address="ann@customer.example")
 BOB = Address(address="bob@partner.example")
 SUPPORT = Address(name="Acme Support", address="support@acme.example")
 CARA = Address(name="Cara Straße", address="cara@acme.example")
+DAN = Address(name="Dan İnce", address="dan@acme.example")
+ANN_AT_HOME = Address(name="Ann", address="ann@home.example")
+RECEIVED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 LETTER = LetterView(
+    received=RECEIVED,
     subject="URGENT: printer broken",
     body="Hello,\nthe printer on floor 2 is broken.\nThanks",
     sender=ANN,
     to=(SUPPORT, CARA),
     cc=(BOB,),
+    bcc=(DAN,),
+    reply_to=(ANN_AT_HOME,),
+    headers={
+        "x-priority": ("1 (Highest)",),
+        "x-mailer": ("=?utf-8?q?Gr=C3=BC=C3=9Fe_Mail_=C4=B0stanbul?=",),
+        "x-tag": ("alpha", "beta"),
+        "x-blank": ("",),
+    },
+    has_attachments=True,
 )
-EMPTY = LetterView(subject="", body="", sender=None, to=(), cc=())
+EMPTY = LetterView(received=RECEIVED)
 
 
 def _letter(**fields: Any) -> LetterView:
-    values: dict[str, Any] = {
-        "subject": LETTER.subject,
-        "body": LETTER.body,
-        "sender": ANN,
-        "to": LETTER.to,
-        "cc": LETTER.cc,
-    }
-    values.update(fields)
-    return LetterView(**values)
+    return replace(LETTER, **fields)
 
 
 def holds(made: Condition, letter: LetterView = LETTER) -> bool:
@@ -353,37 +361,115 @@ def test_a_mailbox_without_rules_chooses_nothing() -> None:
     assert compile_rules(mailbox()).evaluate(LETTER) == ([], [])
 
 
-# Property: each negative operator is exactly the negation of its positive twin.
+# Property: each negative operator is exactly the negation of its positive twin, on every field.
 
-_TEXT = st.text(alphabet="aAbsSßİi\u0131K ,.@\n", max_size=6)
+_ALPHABET = "aAbsSßẞİi\u0131kK\u212a ,.@\n"
+_TEXT = st.text(alphabet=_ALPHABET, max_size=6)
 _ADDRESS = st.builds(Address, name=_TEXT, address=_TEXT)
+_ADDRESSES = st.lists(_ADDRESS, max_size=3).map(tuple)
+_MOMENTS = [RECEIVED - timedelta(days=1), RECEIVED, RECEIVED + timedelta(seconds=1)]
 _LETTERS = st.builds(
     LetterView,
+    received=st.sampled_from(_MOMENTS),
     subject=_TEXT,
     body=_TEXT,
     sender=st.none() | _ADDRESS,
-    to=st.lists(_ADDRESS, max_size=3).map(tuple),
-    cc=st.lists(_ADDRESS, max_size=3).map(tuple),
+    to=_ADDRESSES,
+    cc=_ADDRESSES,
+    bcc=_ADDRESSES,
+    reply_to=_ADDRESSES,
+    headers=st.dictionaries(
+        st.sampled_from(["x-test", "x-other"]),
+        st.lists(_TEXT | st.just("=?utf-8?q?=C3=9F_S?="), max_size=2).map(tuple),
+    ),
+    has_attachments=st.booleans(),
 )
 _NEEDLE = _TEXT.filter(lambda s: s != "")
 _LIST = st.lists(_TEXT, min_size=1, max_size=3).filter(lambda vs: any(v.strip() for v in vs))
 _COMMA_TEXT = _TEXT.filter(lambda s: any(part.strip() for part in s.split(",")))
-_FIELDS = st.sampled_from(["subject", "body", "from", "to", "cc"])
+_REGEX = _NEEDLE.map(re2.escape) | st.sampled_from(
+    ["^a", "s$", "ß|ss", "[İi]", "(?s)a.b", "^$", "k+", r"\bs"]
+)
+_TEXT_FIELDS = st.sampled_from(["subject", "body", "from", "to", "cc", "bcc", "reply_to", "header:X-Test"])
 _TWINS = st.one_of(
-    st.tuples(st.just(("does_not_contain", "contains")), _NEEDLE),
-    st.tuples(st.just(("is_not_any_of", "is_any_of")), _LIST | _COMMA_TEXT),
-    st.tuples(st.just(("is_not_empty", "is_empty")), st.none()),
+    st.tuples(_TEXT_FIELDS, st.just(("does_not_contain", "contains")), _NEEDLE),
+    st.tuples(_TEXT_FIELDS, st.just(("is_not_any_of", "is_any_of")), _LIST | _COMMA_TEXT),
+    st.tuples(_TEXT_FIELDS, st.just(("is_not_empty", "is_empty")), st.none()),
+    st.tuples(_TEXT_FIELDS, st.just(("does_not_match_regex", "matches_regex")), _REGEX),
+    st.tuples(st.just("has_attachments"), st.just(("is_false", "is_true")), st.none()),
+    st.tuples(st.just("received"), st.just(("after", "before")), st.sampled_from(_MOMENTS).map(str)),
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(letter=_LETTERS, field=_FIELDS, twins=_TWINS, case_sensitive=st.booleans())
+@settings(max_examples=500, deadline=None)
+@given(letter=_LETTERS, twins=_TWINS, case_sensitive=st.booleans())
 def test_negative_operators_are_the_negation_of_their_positive_twins(
-    letter: LetterView, field: str, twins: tuple[tuple[str, str], Any], case_sensitive: bool
+    letter: LetterView, twins: tuple[str, tuple[str, str], Any], case_sensitive: bool
 ) -> None:
-    (negative, positive), value = twins
+    field, (negative, positive), value = twins
 
     yes = holds(condition(field, positive, value, case_sensitive), letter)
-    no = holds(condition(field, negative, value, case_sensitive), letter)
+    no = holds(condition(field, negative, value, case_sensitive), replace(letter))
 
     assert no is (not yes)
+
+
+# A rule answers only letters received at or after its created_at.
+
+
+def _created(
+    rule_id: str, created_at: datetime | None, *conditions: Condition, position: int = 0
+) -> AutoResponseRule:
+    made = rule(rule_id, *conditions, position=position)
+    return AutoResponseRule.model_validate({**made.model_dump(), "created_at": created_at})
+
+
+@pytest.mark.parametrize(
+    ("created_at", "matched"),
+    [
+        (None, True),
+        (RECEIVED - timedelta(days=30), True),
+        (RECEIVED, True),
+        (RECEIVED + timedelta(microseconds=1), False),
+        (RECEIVED + timedelta(days=1), False),
+    ],
+)
+def test_a_rule_applies_only_to_letters_received_at_or_after_its_creation(
+    created_at: datetime | None, matched: bool
+) -> None:
+    outcomes, chosen = compile_rules(mailbox(_created("new", created_at, MATCH))).evaluate(LETTER)
+
+    assert [(o.matched, o.failed_condition) for o in outcomes] == [(matched, None)]
+    assert [r.id for r in chosen] == (["new"] if matched else [])
+
+
+def test_a_letter_older_than_the_rule_is_not_answered_and_the_outcome_says_why() -> None:
+    made = mailbox(_created("new", RECEIVED + timedelta(hours=1), MISS))
+
+    outcome = compile_rules(made).evaluate(LETTER)[0][0]
+
+    assert outcome.matched is False
+    assert outcome.failed_condition is None
+    assert outcome.reason == "letter received before the rule was created (2024-05-06T08:08:09+00:00)"
+
+
+def test_a_rule_created_later_is_skipped_and_the_next_one_answers_under_first_match() -> None:
+    rules = (_created("new", RECEIVED + timedelta(days=1)), _created("old", None, position=1))
+
+    assert _evaluate(*rules) == ([("new", False, None), ("old", True, None)], ["old"])
+
+
+def test_created_at_and_received_without_an_offset_are_utc() -> None:
+    naive = RECEIVED.replace(tzinfo=None)
+    made = mailbox(_created("new", naive))
+
+    outcomes, chosen = compile_rules(made).evaluate(_letter(received=naive))
+
+    assert [o.matched for o in outcomes] == [True]
+    assert [r.id for r in chosen] == ["new"]
+
+
+def test_outcomes_of_failed_conditions_give_no_reason() -> None:
+    outcomes, _ = compile_rules(mailbox(rule("r", MISS))).evaluate(LETTER)
+
+    assert (outcomes[0].failed_condition, outcomes[0].reason) == (0, None)
