@@ -14,13 +14,16 @@ __all__ = ["KafkaSettings", "WorkerSettings", "faust_app_options"]
 
 
 class KafkaSettings(BaseSettings):
-    """The broker: MAILROOM_KAFKA_BOOTSTRAP_SERVERS, MAILROOM_KAFKA_PARTITIONS, MAILROOM_KAFKA_NAMESPACE."""
+    """The broker: MAILROOM_KAFKA_BOOTSTRAP_SERVERS, _PARTITIONS, _NAMESPACE, _SESSION_TIMEOUT_SECONDS."""
 
     model_config = SettingsConfigDict(env_prefix="MAILROOM_KAFKA_", frozen=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = Field(4, ge=1)
     """Every pipeline topic has this many partitions; faust tables need them to line up."""
+    session_timeout_seconds: float = Field(30.0, ge=6.0)
+    """How long the group waits for a worker that stopped answering (crashed) before its partitions go
+    to another: the longest a partition stalls after a crash. Kafka's minimum is 6 s."""
     namespace: str = Field("", pattern=r"^[A-Za-z0-9_-]*$")
     """Prefixes every topic and consumer group, so that several pipelines (staging and production, or
     tests) can share one cluster."""
@@ -59,6 +62,8 @@ def faust_app_options(worker: str, settings: WorkerSettings) -> dict[str, Any]:
         "processing_guarantee": "at_least_once",
         "topic_partitions": settings.kafka.partitions,
         "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": settings.kafka.session_timeout_seconds,
+        "broker_heartbeat_interval": max(1.0, settings.kafka.session_timeout_seconds / 10),
         "store": "memory://",
         "web_enabled": False,
         "datadir": str(settings.data_dir / worker),

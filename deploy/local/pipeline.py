@@ -105,6 +105,8 @@ class Pipeline:
             MAILROOM_KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
             MAILROOM_KAFKA_PARTITIONS=str(self.kafka.partitions),
             MAILROOM_KAFKA_NAMESPACE=self.kafka.namespace,
+            # A killed worker's partitions move on after this long (Kafka's minimum): tests kill workers.
+            MAILROOM_KAFKA_SESSION_TIMEOUT_SECONDS="6",
             PYTHONPATH=str(ROOT),
         )
         return env
@@ -194,6 +196,13 @@ class TopicReader:
             for batch in self._consumer.poll(timeout_ms=200).values():
                 found.extend(batch)
         return found
+
+    def count(self, spec: topics.TopicSpec) -> int:
+        """How many messages the topic holds (cheap: offsets only; right for topics without deletions)."""
+        name = self.kafka.topic(spec)
+        tps = [TopicPartition(name, p) for p in sorted(self._consumer.partitions_for_topic(name) or set())]
+        ends, starts = self._consumer.end_offsets(tps), self._consumer.beginning_offsets(tps)
+        return sum(ends[tp] - starts[tp] for tp in tps)
 
     def events(self, spec: topics.TopicSpec, model: type[E]) -> list[E]:
         """The topic's events of type `model` (a topic may carry several types)."""
