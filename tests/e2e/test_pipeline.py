@@ -13,7 +13,7 @@ from deploy.local.mailbox import append_message, fetch_messages, wait_for_messag
 from deploy.local.pipeline import local_mailbox, wait_until
 from deploy.local.smtp import SmtpRelay
 from schemas import topics
-from schemas.events import CaseCreated, DeadLetter, LeadCreated, ReplySent
+from schemas.events import CaseCreated, DeadLetter, LeadCreated, LetterDecided, ReplySent
 from tests.e2e.conftest import PipelineFactory, dump_logs
 from tests.fixtures_mail import MailUser
 from tests.letters import letter
@@ -217,3 +217,55 @@ def test_replaying_every_topic_sends_no_second_reply_and_makes_no_second_record(
     assert len(reader.records(topics.REPLY_OUTCOMES)) == 3
     assert len(fetch_messages(dovecot.host, dovecot.imap_port, customer.address, customer.password)) == 3
     assert "already handled; not sent again" in pipeline.log("responder")
+
+
+def test_first_match_sends_one_reply_where_two_rules_match_and_all_matching_two(
+    pipeline_factory: PipelineFactory, dovecot: Dovecot, smtp_relay: SmtpRelay, mail_user_factory: Any
+) -> None:
+    first, every, customer = (mail_user_factory(n) for n in ("first", "every", "customer"))
+    rules = [
+        {
+            "id": "help",
+            "name": "Help",
+            "position": 1,
+            "conditions": [{"field": "subject", "operator": "contains", "value": "help"}],
+            "template": {"subject": "[help] {{ letter.reply_subject }}", "body": "We help."},
+        },
+        {
+            "id": "ack",
+            "name": "Ack",
+            "position": 2,
+            "template": {"subject": "[ack] {{ letter.reply_subject }}", "body": "Got it."},
+        },
+    ]
+    pipeline, reader = pipeline_factory(
+        {
+            "mailboxes": [
+                _box(first, "first", dovecot, smtp_relay, rules=rules),
+                _box(every, "every", dovecot, smtp_relay, rules=rules, reply_policy="all_matching"),
+            ]
+        }
+    )
+    pipeline.start()
+    for box in (first, every):
+        raw, _ = letter(customer.address, box.address, "Need HELP now")
+        append_message(dovecot.host, dovecot.imap_port, box.address, box.password, raw)
+    try:
+        wait_for_messages(dovecot.host, dovecot.imap_port, customer.address, customer.password, 3, timeout=90)
+        wait_until("3 outcomes", lambda: len(reader.records(topics.REPLY_OUTCOMES)) >= 3)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
+
+    replies = [m for m in _inbox(dovecot, customer)]
+    by_sender = sorted((m["From"].addresses[0].addr_spec, m["Subject"]) for m in replies)
+    assert by_sender == sorted(
+        [
+            (first.address, "[help] Re: Need HELP now"),
+            (every.address, "[help] Re: Need HELP now"),
+            (every.address, "[ack] Re: Need HELP now"),
+        ]
+    )
+    assert len(reader.events(topics.REPLY_OUTCOMES, ReplySent)) == 3
+    decided = {d.mailbox_id: d for d in reader.events(topics.LETTERS_DECIDED, LetterDecided)}
+    assert [len(decided["first"].reply_ids), len(decided["every"].reply_ids)] == [1, 2]
+    assert [r.rule_id for r in decided["first"].rules] == ["help"]  # first_match stops at the first match
