@@ -1,6 +1,7 @@
 """Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker.
 
-A bad configuration stops the process before it starts, with the field path and the bad value (exit 2).
+A bad configuration stops the process before it starts, with the field path and the bad value (exit 2);
+so does a reply template that does not compile or names an unknown variable, whichever command loads it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import sys
 from typing import Any
 
+from responder.render import check_templates
+from schemas.config import MailroomConfig
 from schemas.errors import ConfigError
 from schemas.loading import load_config
 from schemas.settings import WorkerSettings
@@ -32,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
+
+
+def _load_config(settings: WorkerSettings) -> MailroomConfig:
+    """The validated configuration, its reply templates compiled: every command refuses a bad one alike."""
+    config = load_config(settings.config)
+    check_templates(config)
+    return config
 
 
 def _configure_logging(level: str) -> None:
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{settings.kafka.group(worker)}: {count} partitions rewound to the start")
         return 0
     try:
-        config = load_config(settings.config)
+        config = _load_config(settings)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2

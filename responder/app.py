@@ -16,11 +16,11 @@ import faust
 
 from responder.compose import compose
 from responder.errors import SmtpError, TemplateError
-from responder.render import check_template, render, template_variables
+from responder.render import check_templates, render, template_variables
 from responder.smtp import SmtpSender
 from schemas import topics
 from schemas.config import MailroomConfig
-from schemas.errors import ConfigError, UnknownMailboxError
+from schemas.errors import UnknownMailboxError
 from schemas.events import (
     Address,
     DeadLetter,
@@ -36,30 +36,13 @@ from schemas.ledger import TopicLedger, field_of
 from schemas.policy import process_guarded
 from schemas.settings import WorkerSettings, faust_app_options
 
-__all__ = ["SMTP_ATTEMPTS", "check_templates", "create_app"]
+__all__ = ["SMTP_ATTEMPTS", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "responder"
 SMTP_ATTEMPTS = 4
 """Tries per reply for retriable SMTP errors (4xx, dropped connections), 1 s, 2 s, 4 s apart."""
-
-
-def check_templates(config: MailroomConfig) -> None:
-    """Every template a rule can send compiles and names only known variables; else ConfigError."""
-    for name, template in config.templates.items():
-        try:
-            check_template(template)
-        except TemplateError as exc:
-            raise ConfigError(f"templates.{name}: {exc}") from None
-    for box in config.mailboxes:
-        for rule in box.rules:
-            if isinstance(rule.template, str):
-                continue
-            try:
-                check_template(rule.template)
-            except TemplateError as exc:
-                raise ConfigError(f"mailbox {box.id!r}, rule {rule.id!r}: template {exc}") from None
 
 
 def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:

@@ -16,9 +16,17 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from responder.errors import TemplateError
-from schemas.config import ReplyTemplate
+from schemas.config import MailroomConfig, ReplyTemplate
+from schemas.errors import ConfigError
 
-__all__ = ["VARIABLES", "RenderedReply", "check_template", "render", "template_variables"]
+__all__ = [
+    "VARIABLES",
+    "RenderedReply",
+    "check_template",
+    "check_templates",
+    "render",
+    "template_variables",
+]
 
 VARIABLES = frozenset({"letter", "mailbox", "rule", "now"})
 
@@ -52,6 +60,24 @@ def check_template(template: ReplyTemplate) -> None:
         if unknown:
             names, known = ", ".join(sorted(unknown)), ", ".join(sorted(VARIABLES))
             raise TemplateError(f"{part}: unknown variable(s) {names}; known: {known}")
+
+
+def check_templates(config: MailroomConfig) -> None:
+    """Every template a rule can send compiles and names only known variables; else ConfigError naming
+    the named template, or the mailbox and rule of an inline one."""
+    for name, template in config.templates.items():
+        try:
+            check_template(template)
+        except TemplateError as exc:
+            raise ConfigError(f"templates.{name}: {exc}") from None
+    for box in config.mailboxes:
+        for rule in box.rules:
+            if isinstance(rule.template, str):
+                continue
+            try:
+                check_template(rule.template)
+            except TemplateError as exc:
+                raise ConfigError(f"mailbox {box.id!r}, rule {rule.id!r}: template {exc}") from None
 
 
 def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:

@@ -84,3 +84,29 @@ def test_a_template_with_an_unknown_variable_stops_the_responder(tmp_path: Path)
     assert done.returncode == 2
     assert "mailbox 'support', rule 'ack'" in done.stderr
     assert "unknown variable(s) customer" in done.stderr
+
+
+BROKEN_NAMED = {"thanks": {"subject": "Re: {{ letter.subject }}", "body": "Hello\n{% if letter.from_name %}"}}
+
+
+@pytest.mark.parametrize("command", ["check-config", "ingest", "matcher", "converter", "responder"])
+def test_a_syntax_error_in_a_named_template_stops_every_command(tmp_path: Path, command: str) -> None:
+    rule = {"id": "ack", "name": "Ack", "template": "thanks"}
+    done = _run(tmp_path, {"templates": BROKEN_NAMED, "mailboxes": [_mailbox(rules=[rule])]}, command)
+
+    assert done.returncode == 2
+    assert "templates.thanks: body: syntax error on line 2" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "valid" not in done.stdout
+
+
+def test_check_config_names_the_mailbox_and_rule_of_a_bad_inline_template(tmp_path: Path) -> None:
+    rules = [
+        {"id": "ack", "name": "Ack", "template": {"subject": "Re", "body": "Thanks"}},
+        {"id": "urgent", "name": "Urgent", "template": {"subject": "{{ ticket.number }}", "body": "b"}},
+    ]
+    done = _run(tmp_path, {"mailboxes": [_mailbox(rules=rules)]}, "check-config")
+
+    assert done.returncode == 2
+    assert "mailbox 'support', rule 'urgent': template subject: unknown variable(s) ticket" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,9 +6,15 @@ from typing import Any
 
 import pytest
 
-from responder.app import check_templates
 from responder.errors import TemplateError
-from responder.render import VARIABLES, RenderedReply, check_template, render, template_variables
+from responder.render import (
+    VARIABLES,
+    RenderedReply,
+    check_template,
+    check_templates,
+    render,
+    template_variables,
+)
 from schemas.config import ReplyTemplate
 from schemas.errors import ConfigError
 from tests.unit.builders import NOW, config, mailbox, rule
