@@ -16,9 +16,10 @@ def letter(
     *,
     message_id: str | None = None,
     html: str | None = None,
+    html_only: bool = False,
     headers: dict[str, str] | None = None,
 ) -> tuple[bytes, str]:
-    """The letter's bytes and its Message-ID (without brackets)."""
+    """The letter's bytes and its Message-ID (without brackets); `html_only` sends `html` alone."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -28,6 +29,9 @@ def letter(
     msg["Message-ID"] = f"<{mid}>"
     for name, value in (headers or {}).items():
         msg[name] = value
+    if html_only and html is not None:
+        msg.set_content(html, subtype="html")
+        return msg.as_bytes(), mid
     msg.set_content(body)
     if html is not None:
         msg.add_alternative(html, subtype="html")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from imapclient import IMAPClient
 
 from deploy.local.dovecot import Dovecot
@@ -81,6 +82,19 @@ def test_threads_make_one_case_each_with_follow_ups_linked_in_any_order_and_copi
 
     for raw, _ in in_order:
         put(raw)
+    outgoing = letter(
+        f"Acme Desk <{desk.address}>",
+        customer.address,
+        "Re: Printer in order",
+        "On our way.",
+        headers={
+            "In-Reply-To": f"<{in_order[0][1]}>",
+            "References": f"<{in_order[0][1]}>",
+            "X-Loop": desk.address,
+            "Auto-Submitted": "auto-replied",
+        },
+    )
+    put(outgoing[0], "Archive")  # a reply the mailbox sent, kept in a folder mailroom reads
     put(reversed_[1][0])  # the reply (with References) before its original
     put(reversed_[0][0])
     put(reversed_[2][0])
@@ -90,8 +104,8 @@ def test_threads_make_one_case_each_with_follow_ups_linked_in_any_order_and_copi
     pipeline.start()
     try:
         wait_until(
-            "the converter to see all 9 letters",
-            lambda: len(reader.records(topics.LETTERS_THREADED)) >= 9 and _settled(reader),
+            "the converter to see all 10 letters",
+            lambda: len(reader.records(topics.LETTERS_THREADED)) >= 10 and _settled(reader),
         )
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
@@ -109,7 +123,12 @@ def test_threads_make_one_case_each_with_follow_ups_linked_in_any_order_and_copi
     assert in_order_case.message_id == in_order[0][1] and in_order_case.thread_id == in_order[0][1]
     assert sorted(
         (x.message_id, x.record_id, x.direction) for x in links if x.record_id == in_order_case.case_id
-    ) == sorted((mid, in_order_case.case_id, "incoming") for _, mid in in_order[1:])
+    ) == sorted(
+        [
+            *((mid, in_order_case.case_id, "incoming") for _, mid in in_order[1:]),
+            (outgoing[1], in_order_case.case_id, "outgoing"),
+        ]
+    )
     # Out of order: the reply came first and made the case; the original and the short reply link to it.
     reply_first = by_case["Re: Printer reply first"]
     assert reply_first.thread_id == reversed_[0][1]
@@ -118,9 +137,9 @@ def test_threads_make_one_case_each_with_follow_ups_linked_in_any_order_and_copi
     )
     # Three copies of one letter: one case, no link.
     assert not [x for x in links if x.record_id == by_case["Printer copied"].case_id]
-    assert len(links) == 4
+    assert len(links) == 5
     shared = reader.events(topics.LETTERS_SHARED, LetterShared)
-    assert len(shared) == 9
+    assert len(shared) == 10
     assert {(s.users, s.roles) for s in shared} == {(("olga",), ("support-agent",))}
 
 
@@ -140,7 +159,9 @@ def test_one_letter_to_two_mailboxes_makes_one_record_in_each(
         f"=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <{customer.address}>",
         f"{support.address}, {sales.address}",
         "",
-        "Both of you, please.",
+        "",
+        html_only=True,
+        html="<html><head><title>x</title></head><body><p>Both of you,<br>please.</p></body></html>",
     )
     append_message(dovecot.host, dovecot.imap_port, support.address, support.password, raw)
     append_message(dovecot.host, dovecot.imap_port, sales.address, sales.password, raw)
@@ -151,9 +172,39 @@ def test_one_letter_to_two_mailboxes_makes_one_record_in_each(
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
 
-    assert [(c.mailbox_id, c.message_id, c.subject) for c in cases] == [
-        ("support", message_id, "(no subject)")
+    assert [(c.mailbox_id, c.message_id, c.subject, c.description, c.reporter_email) for c in cases] == [
+        ("support", message_id, "(no subject)", "Both of you,\nplease.", customer.address)
     ]
-    assert [(x.mailbox_id, x.message_id, x.first_name, x.last_name, x.name) for x in leads] == [
-        ("sales", message_id, "Jürgen", "Müller", "(no subject)")
+    assert [(x.mailbox_id, x.message_id, x.first_name, x.last_name, x.name, x.notes) for x in leads] == [
+        ("sales", message_id, "Jürgen", "Müller", "(no subject)", "Both of you,\nplease.")
     ]
+    assert cases[0].case_id != leads[0].lead_id
+
+
+def test_changing_who_may_see_a_mailbox_affects_later_letters_only(
+    pipeline_factory: PipelineFactory, dovecot: Dovecot, smtp_relay: SmtpRelay, mail_user_factory: Any
+) -> None:
+    desk, customer = mail_user_factory("desk"), mail_user_factory("customer")
+
+    def config(users: list[str]) -> dict[str, Any]:
+        return {"mailboxes": [_box(desk, "desk", dovecot, smtp_relay, authorized={"users": users})]}
+
+    pipeline, reader = pipeline_factory(config(["olga"]))
+    before, before_id = letter(customer.address, desk.address, "Before")
+    append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, before)
+    pipeline.start()
+    try:
+        wait_until("the first letter shared", lambda: reader.events(topics.LETTERS_SHARED, LetterShared))
+        pipeline.stop()
+        pipeline.config_path.write_text(yaml.safe_dump(config(["ivan", "petra"])))
+        after, after_id = letter(customer.address, desk.address, "After")
+        append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, after)
+        pipeline.start()
+        wait_until(
+            "the second letter shared", lambda: len(reader.events(topics.LETTERS_SHARED, LetterShared)) >= 2
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
+
+    shared = {s.message_id: s.users for s in reader.events(topics.LETTERS_SHARED, LetterShared)}
+    assert shared == {before_id: ("olga",), after_id: ("ivan", "petra")}
