@@ -10,11 +10,11 @@ from matcher.letter import ParsedLetter, parse_letter
 from matcher.loops import auto_reply_block, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
 from matcher.threads import ThreadIndex
-from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
+from schemas.config import AutoResponseRule, LeadProcessing, Mailbox, MailroomConfig, NoProcessing
 from schemas.events import LetterDecided, LetterReceived, LetterShared, LetterThreaded, ReplyRequested
-from schemas.ids import deterministic_id, reply_id
+from schemas.ids import case_id, deterministic_id, lead_id, reply_id
 
-__all__ = ["Outcome", "decide", "reply_subject"]
+__all__ = ["Outcome", "created_record", "decide", "reply_subject"]
 
 _REPLY_PREFIXES = ("re:", "aw:", "sv:", "antw:")
 
@@ -85,7 +85,10 @@ def decide(
         roles=mailbox.authorized.roles,
     )
     outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
-    replies = tuple(_reply(letter, mailbox, config, rule, parsed, place.thread_id, now) for rule in chosen)
+    record = created_record(threaded, mailbox)
+    replies = tuple(
+        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, now) for rule in chosen
+    )
     decided = LetterDecided(
         event_id=deterministic_id("letter-decided", letter.event_id),
         occurred_at=now,
@@ -100,6 +103,21 @@ def decide(
         skipped_because=blocked,
     )
     return Outcome(threaded, shared, decided, replies)
+
+
+def created_record(threaded: LetterThreaded, mailbox: Mailbox) -> dict[str, str] | None:
+    """The lead or case the converter makes from this letter, as templates see it (`record`): only the
+    first letter of a thread, only in a mailbox that converts, and unless the mailbox's
+    `ignore_automated` is false only a letter a person wrote. The matcher cannot ask the converter, so
+    it derives the same id from the same facts (schemas.ids: the mailbox and the thread)."""
+    processing = mailbox.processing
+    if not threaded.starts_thread or isinstance(processing, NoProcessing):
+        return None
+    if processing.ignore_automated and threaded.automated_because:
+        return None
+    if isinstance(processing, LeadProcessing):
+        return {"type": "lead", "id": lead_id(mailbox.id, threaded.thread_id)}
+    return {"type": "case", "id": case_id(mailbox.id, threaded.thread_id)}
 
 
 def reply_subject(subject: str) -> str:
@@ -117,6 +135,7 @@ def _reply(
     rule: AutoResponseRule,
     parsed: ParsedLetter,
     thread_id: str,
+    record: dict[str, str] | None,
     now: datetime,
 ) -> ReplyRequested:
     head = letter.headers
@@ -145,6 +164,8 @@ def _reply(
             "date": head.date.isoformat() if head.date else None,
             "text_body": parsed.text_body,
             "message_id": head.message_id,
+            # Not a letter field: template_variables lifts it out to the `record` variable.
+            "record": record,
         },
         mailbox_label=mailbox.label,
         mailbox_email=mailbox.email,

@@ -1,8 +1,8 @@
 """Pure: renders reply templates in a jinja2 sandbox; checks them when the configuration is loaded.
 
 Variables: `letter` (subject, reply_subject, from_name, from_address, to, cc, date, text_body,
-message_id), `mailbox` (label, email), `rule` (name), `now`. An unknown variable is an error, at load and at
-render.
+message_id), `mailbox` (label, email), `rule` (name), `record` (type "lead" or "case" and id of the record
+the letter creates, else None), `now`. An unknown variable is an error, at load and at render.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = [
     "template_variables",
 ]
 
-VARIABLES = frozenset({"letter", "mailbox", "rule", "now"})
+VARIABLES = frozenset({"letter", "mailbox", "rule", "record", "now"})
 
 _PLAIN = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _HTML = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
@@ -98,10 +98,16 @@ def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
 def template_variables(
     letter: dict[str, Any], label: str, email: str, rule_name: str, now: datetime
 ) -> dict[str, Any]:
+    """The variables a template sees. The matcher carries `record` inside the request's letter fields
+    (so the event's shape stays as it is); it is lifted out here to a variable of its own, None when
+    absent (requests made before it existed)."""
+    fields = dict(letter)
+    record = fields.pop("record", None)
     return {
-        "letter": letter,
+        "letter": fields,
         "mailbox": {"label": label, "email": email},
         "rule": {"name": rule_name},
+        "record": record,
         "now": now,
     }
 

@@ -6,12 +6,23 @@ from datetime import timedelta
 
 import pytest
 
+from converter.mapping import record_for
 from ingest.parse import letter_event
-from matcher.decision import Outcome, decide, reply_subject
+from matcher.decision import Outcome, created_record, decide, reply_subject
 from matcher.errors import UnprocessableLetterError
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
-from schemas.config import AutoResponseRule, Mailbox, MailroomConfig, ReplyPolicy, ReplyTemplate
+from schemas.config import (
+    AutoResponseRule,
+    CaseProcessing,
+    LeadProcessing,
+    Mailbox,
+    MailroomConfig,
+    NoProcessing,
+    Processing,
+    ReplyPolicy,
+    ReplyTemplate,
+)
 from schemas.events import (
     Address,
     Event,
@@ -21,7 +32,7 @@ from schemas.events import (
     ReplyRequested,
     parse_event,
 )
-from schemas.ids import reply_id, reply_message_id
+from schemas.ids import case_id, lead_id, reply_id, reply_message_id
 from tests.unit.builders import NOW, condition, config, letter_bytes, mailbox, rule
 
 NAMED = ReplyTemplate(subject="Thanks", body="Thanks, {{ letter.from_name }}")
@@ -304,3 +315,76 @@ def test_malformed_letters_still_give_events_that_serialize(raw: bytes) -> None:
 )
 def test_reply_subject(subject: str, expected: str) -> None:
     assert reply_subject(subject) == expected
+
+
+LEAD = LeadProcessing(type="lead")
+CASE = CaseProcessing(type="case")
+
+
+def _decide_in(processing: Processing, raw: bytes, known: dict[str, str] | None = None) -> Outcome:
+    box = mailbox(rule("ack"), processing=processing)
+    made = config(box)
+    return decide(_received(raw), box, made, compile_rules(box), _index(known), NOW)
+
+
+@pytest.mark.parametrize(
+    ("processing", "expected"),
+    [
+        (LEAD, {"type": "lead", "id": lead_id("support", "m1@customer.example")}),
+        (CASE, {"type": "case", "id": case_id("support", "m1@customer.example")}),
+    ],
+    ids=["lead", "case"],
+)
+def test_the_reply_to_a_first_letter_names_the_record_it_creates(
+    processing: Processing, expected: dict[str, str]
+) -> None:
+    outcome = _decide_in(processing, letter_bytes())
+
+    (reply,) = outcome.replies
+    assert reply.letter["record"] == expected
+    # The id is the one the converter will publish for this letter.
+    made = record_for(outcome.threaded, mailbox(processing=processing), NOW)
+    assert made is not None and made.event_id == expected["id"]
+    assert parse_event(ReplyRequested, reply.to_bytes()).letter["record"] == expected
+
+
+def test_a_mailbox_that_makes_no_records_gives_no_record() -> None:
+    (reply,) = _decide_in(NoProcessing(), letter_bytes()).replies
+
+    assert reply.letter["record"] is None
+
+
+@pytest.mark.parametrize("processing", [LEAD, CASE], ids=["lead", "case"])
+def test_a_later_letter_of_a_thread_gives_no_record(processing: Processing) -> None:
+    raw = letter_bytes(message_id="m2@customer.example", headers={"In-Reply-To": "<m1@customer.example>"})
+
+    outcome = _decide_in(processing, raw, known={"m1@customer.example": "m1@customer.example"})
+
+    assert not outcome.threaded.starts_thread
+    (reply,) = outcome.replies
+    assert reply.letter["record"] is None
+    assert record_for(outcome.threaded, mailbox(processing=processing), NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("processing", "expected"),
+    [
+        (LEAD, None),
+        (CASE, None),
+        (LeadProcessing(type="lead", ignore_automated=False), "lead"),
+        (CaseProcessing(type="case", ignore_automated=False), "case"),
+    ],
+    ids=["lead", "case", "lead from machine mail", "case from machine mail"],
+)
+def test_machine_mail_has_a_record_only_where_the_mailbox_converts_it(
+    processing: Processing, expected: str | None
+) -> None:
+    box = mailbox(processing=processing)
+    outcome = _decide_in(processing, letter_bytes(headers={"Auto-Submitted": "auto-replied"}))
+
+    record = created_record(outcome.threaded, box)
+
+    assert outcome.replies == ()  # machine mail is never answered; the record is still what it is
+    assert (record["type"] if record else None) == expected
+    made = record_for(outcome.threaded, box, NOW)
+    assert (made.event_id if made else None) == (record["id"] if record else None)

@@ -206,8 +206,8 @@ def test_check_template_names_the_known_variables() -> None:
     with pytest.raises(TemplateError) as caught:
         check_template(ReplyTemplate(subject="{{ x }}", body="b"))
 
-    assert "known: letter, mailbox, now, rule" in str(caught.value)
-    assert VARIABLES == {"letter", "mailbox", "rule", "now"}
+    assert "known: letter, mailbox, now, record, rule" in str(caught.value)
+    assert VARIABLES == {"letter", "mailbox", "rule", "record", "now"}
 
 
 def test_check_templates_accepts_a_good_configuration() -> None:
@@ -241,3 +241,35 @@ def test_check_templates_names_a_bad_named_template() -> None:
 
     with pytest.raises(ConfigError, match=r"templates\.thanks: subject: syntax error"):
         check_templates(made)
+
+
+RECORD_TEMPLATE = ReplyTemplate(
+    subject="{{ letter.reply_subject }}{% if record %} [{{ record.type }} {{ record.id }}]{% endif %}",
+    body="{% if record %}Your {{ record.type }} is {{ record.id }}.{% else %}Thank you.{% endif %}",
+)
+
+
+def test_the_record_is_a_variable_of_its_own_lifted_out_of_the_letter_fields() -> None:
+    check_template(RECORD_TEMPLATE)
+    variables = _vars(record={"type": "case", "id": "c-42"})
+
+    rendered = render(RECORD_TEMPLATE, variables)
+
+    assert rendered.subject == "Re: Printer broken [case c-42]"
+    assert rendered.body == "Your case is c-42."
+    assert "record" not in variables["letter"]
+
+
+@pytest.mark.parametrize("letter", [{**LETTER, "record": None}, LETTER], ids=["none", "older request"])
+def test_without_a_record_the_variable_is_none(letter: dict[str, Any]) -> None:
+    variables = template_variables(letter, "Acme Support", "support@acme.example", "Ack", NOW)
+
+    rendered = render(RECORD_TEMPLATE, variables)
+
+    assert variables["record"] is None
+    assert (rendered.subject, rendered.body) == ("Re: Printer broken", "Thank you.")
+
+
+def test_using_the_record_where_there_is_none_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="unknown variable"):
+        _render("Case {{ record.id }}", record=None)
