@@ -14,15 +14,14 @@ from typing import Any
 
 import faust
 
-from responder.compose import compose
+from responder.compose import message_for
 from responder.errors import SmtpError, TemplateError
-from responder.render import check_templates, render, template_variables
+from responder.render import check_templates
 from responder.smtp import SmtpSender
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import (
-    Address,
     DeadLetter,
     Event,
     ReplyFailed,
@@ -106,19 +105,7 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         now = utcnow()
         message_id = reply_message_id(request.reply_id, mailbox.email)
         try:
-            variables = template_variables(
-                request.letter, mailbox.label, mailbox.email, request.rule_name, now
-            )
-            rendered = render(request.template, variables)
-            message = compose(
-                rendered,
-                Address(name=mailbox.label, address=mailbox.email),
-                request.to,
-                message_id,
-                request.in_reply_to,
-                request.references,
-                now,
-            )
+            message = message_for(request, mailbox, now)
         except (TemplateError, ValueError) as exc:  # ValueError: the email package refused a header value
             await finish(request, failed(request, f"cannot build the reply: {exc}"))
             return

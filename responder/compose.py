@@ -1,4 +1,8 @@
-"""Pure: builds a reply: threading headers, loop guards, deterministic Message-ID, text alternative."""
+"""Pure: builds a reply: threading headers, loop guards, deterministic Message-ID, text alternative.
+
+`message_for` is the one way from a reply request to the message sent: the responder sends it, and
+`mailroom rules test` shows it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from responder.render import RenderedReply
-from schemas.events import Address
-from schemas.ids import LOOP_MARKER_HEADER
+from responder.render import RenderedReply, render, template_variables
+from schemas.config import Mailbox
+from schemas.events import Address, ReplyRequested
+from schemas.ids import LOOP_MARKER_HEADER, reply_message_id
 from schemas.text import html_to_text
 
-__all__ = ["compose"]
+__all__ = ["compose", "message_for"]
 
 
 def _header_address(address: Address) -> HeaderAddress:
@@ -54,3 +59,20 @@ def compose(
     else:
         msg.set_content(reply.body)
     return msg
+
+
+def message_for(request: ReplyRequested, mailbox: Mailbox, now: datetime) -> EmailMessage:
+    """The reply `request` asks for, rendered and composed as the mailbox sends it.
+
+    TemplateError when the template fails on this letter; ValueError when the email package refuses a
+    header value. Both are the reply's own failure (the responder records ReplyFailed)."""
+    variables = template_variables(request.letter, mailbox.label, mailbox.email, request.rule_name, now)
+    return compose(
+        render(request.template, variables),
+        Address(name=mailbox.label, address=mailbox.email),
+        request.to,
+        reply_message_id(request.reply_id, mailbox.email),
+        request.in_reply_to,
+        request.references,
+        now,
+    )

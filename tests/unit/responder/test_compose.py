@@ -8,11 +8,17 @@ from email.parser import BytesParser
 
 import pytest
 
-from responder.compose import compose
+from ingest.parse import letter_event
+from matcher.decision import decide
+from matcher.rules import compile_rules
+from matcher.threads import ThreadIndex
+from responder.compose import compose, message_for
+from responder.errors import TemplateError
 from responder.render import RenderedReply, render, template_variables
-from schemas.config import ReplyTemplate
-from schemas.events import Address
-from tests.unit.builders import NOW
+from schemas.config import CaseProcessing, ReplyTemplate
+from schemas.events import Address, ReplyRequested
+from schemas.ids import case_id, reply_id, reply_message_id
+from tests.unit.builders import NOW, config, letter_bytes, mailbox, rule
 
 SENDER = Address(name="Acme Support", address="support@acme.example")
 ANN = Address(name="Ann Lee", address="ann@customer.example")
@@ -182,3 +188,40 @@ def test_a_line_break_in_a_recipient_address_is_refused() -> None:
 
     with pytest.raises(ValueError):
         compose(RenderedReply(subject="s", body="b", type="plain"), SENDER, (bad,), "r@a", "m@c", (), NOW)
+
+
+def _request(template: ReplyTemplate) -> ReplyRequested:
+    """The request the matcher makes for letter m1 in a mailbox that makes cases."""
+    box = mailbox(rule("ack", template=template), processing=CaseProcessing(type="case"))
+    received = letter_event("support", "acme", "INBOX", 7, 1, NOW, letter_bytes(subject="Printer broken"))
+    (request,) = decide(received, box, config(box), compile_rules(box), ThreadIndex(), NOW).replies
+    return request
+
+
+def test_message_for_renders_and_composes_the_requested_reply() -> None:
+    template = ReplyTemplate(
+        subject="{{ letter.reply_subject }} [{{ record.type }} {{ record.id }}]",
+        body="Dear {{ letter.from_name }}, your case is {{ record.id }}.\n",
+    )
+    box = mailbox(processing=CaseProcessing(type="case"))
+
+    sent = _reparse(message_for(_request(template), box, NOW))
+
+    case = case_id("support", "m1@customer.example")
+    assert sent["Subject"] == f"Re: Printer broken [case {case}]"
+    assert sent["From"] == "Acme Support <support@acme.example>"
+    assert sent["To"] == "Ann Lee <ann@customer.example>"
+    reply = reply_id("support", "m1@customer.example", "ack")
+    assert sent["Message-ID"] == f"<{reply_message_id(reply, 'support@acme.example')}>"
+    assert sent["In-Reply-To"] == "<m1@customer.example>"
+    assert sent["References"] == "<m1@customer.example>"
+    assert sent["Auto-Submitted"] == "auto-replied"
+    assert sent["X-Loop"] == "support@acme.example"
+    assert sent.get_content() == f"Dear Ann Lee, your case is {case}.\n"
+
+
+def test_message_for_raises_the_template_error_the_responder_records() -> None:
+    request = _request(ReplyTemplate(subject="s", body="{{ 1 / 0 }}"))
+
+    with pytest.raises(TemplateError, match="rendering failed"):
+        message_for(request, mailbox(), NOW)
