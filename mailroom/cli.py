@@ -1,4 +1,5 @@
-"""Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker.
+"""Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker
+or runs one command (check-config, rules test, topics, replay).
 
 A bad configuration stops the process before it starts, with the field path and the bad value (exit 2);
 so does a reply template that does not compile or names an unknown variable, whichever command loads it.
@@ -10,11 +11,13 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from responder.render import check_templates
 from schemas.config import MailroomConfig
 from schemas.errors import ConfigError
+from schemas.events import utcnow
 from schemas.loading import load_config
 from schemas.settings import WorkerSettings
 
@@ -31,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
         if worker == "ingest":
             cmd.add_argument("--once", action="store_true", help="read every mailbox once, then exit")
     sub.add_parser("check-config", help="validate the configuration file and exit")
+    rules = sub.add_parser("rules", help="try a mailbox's auto-response rules")
+    actions = rules.add_subparsers(dest="action", required=True)
+    trial = actions.add_parser(
+        "test",
+        help="show what mailroom would do with a letter (.eml) arriving in a mailbox; sends nothing",
+        description="Shows the loop guard's verdict, each active rule's outcome and every reply mailroom "
+        "would send, rendered as the responder sends it. Nothing is sent; no Kafka is needed.",
+    )
+    trial.add_argument("--mailbox", required=True, metavar="ID", help="the mailbox's id in the configuration")
+    trial.add_argument("file", type=Path, metavar="FILE.eml", help="the letter, as raw RFC 5322 bytes")
     sub.add_parser("topics", help="create the pipeline's topics that do not exist yet")
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
@@ -79,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{settings.config}: {len(config.mailboxes)} mailboxes, valid")
         return 0
+    if args.command == "rules":
+        from mailroom import rules_test
+
+        return rules_test.run(config, args.mailbox, args.file, utcnow(), sys.stdout, sys.stderr)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if args.command == "ingest":
