@@ -18,7 +18,7 @@ from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import DeadLetter, Event, LeadCreated, LetterThreaded, parse_event, utcnow
 from schemas.ledger import TopicLedger, field_of
-from schemas.policy import process_guarded
+from schemas.policy import Source, process_message
 from schemas.settings import WorkerSettings, faust_app_options
 
 __all__ = ["create_app"]
@@ -85,26 +85,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
             "%s: %s %s from letter %s", mailbox.id, type(record).__name__, record.event_id, letter.message_id
         )
 
+    async def publish_dead(dead: DeadLetter) -> None:
+        await send(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
+
     async def process(event: faust.EventT[Any]) -> None:
         msg = event.message
-
-        async def handle() -> None:
-            await handle_letter(parse_event(LetterThreaded, event.value))
-
-        async def dead_letter(exc: BaseException) -> None:
-            dead = DeadLetter.of(
-                STAGE,
-                exc,
-                msg.topic,
-                event.value or b"",
-                "event",
-                partition=msg.partition,
-                offset=msg.offset,
-                key=event.key,
-            )
-            await send(topics.DEAD_LETTERS, dead.source_key or "", dead)
-
-        await process_guarded(f"{msg.topic}[{msg.partition}]@{msg.offset}", handle, dead_letter)
+        source = Source(STAGE, msg.topic, msg.partition, msg.offset, event.key, event.value)
+        await process_message(
+            source, lambda: handle_letter(parse_event(LetterThreaded, event.value)), publish_dead
+        )
 
     @app.agent(threaded)
     async def convert(stream: faust.StreamT[Any]) -> None:

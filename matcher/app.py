@@ -27,7 +27,7 @@ from schemas.events import (
     utcnow,
 )
 from schemas.ledger import TopicLedger
-from schemas.policy import process_guarded
+from schemas.policy import Source, process_message
 from schemas.settings import WorkerSettings, faust_app_options
 
 __all__ = ["create_app"]
@@ -90,31 +90,20 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
             f", no auto-reply: {outcome.decided.skipped_because}" if outcome.decided.skipped_because else "",
         )
 
+    async def publish_dead(dead: DeadLetter) -> None:
+        await send(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
+
     async def process(event: faust.EventT[Any]) -> None:
         msg = event.message
-        logger.debug("%s[%d]@%d: received", msg.topic, msg.partition, msg.offset)
+        source = Source(STAGE, msg.topic, msg.partition, msg.offset, event.key, event.value)
+        logger.debug("%s: received", source.where())
         parsed: list[LetterReceived] = []
 
         async def handle() -> None:
-            parsed[:] = [parse_event(LetterReceived, event.value)]
-            await handle_letter(parsed[0])
+            parsed.append(parse_event(LetterReceived, event.value))
+            await handle_letter(parsed[-1])
 
-        async def dead_letter(exc: BaseException) -> None:
-            letter = parsed[0] if parsed else None
-            dead = DeadLetter.of(
-                STAGE,
-                exc,
-                msg.topic,
-                letter.raw if letter else (event.value or b""),
-                "letter" if letter else "event",
-                partition=msg.partition,
-                offset=msg.offset,
-                key=event.key,
-                mailbox_id=letter.mailbox_id if letter else None,
-            )
-            await send(topics.DEAD_LETTERS, dead.mailbox_id or "", dead)
-
-        await process_guarded(f"{msg.topic}[{msg.partition}]@{msg.offset}", handle, dead_letter)
+        await process_message(source, handle, publish_dead, letter=lambda: parsed[-1] if parsed else None)
 
     @app.agent(received)
     async def match(stream: faust.StreamT[Any]) -> None:

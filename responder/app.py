@@ -32,7 +32,7 @@ from schemas.events import (
 )
 from schemas.ids import deterministic_id, reply_message_id
 from schemas.ledger import TopicLedger, field_of
-from schemas.policy import process_guarded
+from schemas.policy import Source, process_message
 from schemas.settings import WorkerSettings, faust_app_options
 
 __all__ = ["SMTP_ATTEMPTS", "create_app"]
@@ -134,26 +134,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
             request.in_reply_to,
         )
 
+    async def publish_dead(dead: DeadLetter) -> None:
+        await send(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
+
     async def process(event: faust.EventT[Any]) -> None:
         msg = event.message
-
-        async def handle() -> None:
-            await handle_request(parse_event(ReplyRequested, event.value))
-
-        async def dead_letter(exc: BaseException) -> None:
-            dead = DeadLetter.of(
-                STAGE,
-                exc,
-                msg.topic,
-                event.value or b"",
-                "event",
-                partition=msg.partition,
-                offset=msg.offset,
-                key=event.key,
-            )
-            await send(topics.DEAD_LETTERS, dead.source_key or "", dead)
-
-        await process_guarded(f"{msg.topic}[{msg.partition}]@{msg.offset}", handle, dead_letter)
+        source = Source(STAGE, msg.topic, msg.partition, msg.offset, event.key, event.value)
+        await process_message(
+            source, lambda: handle_request(parse_event(ReplyRequested, event.value)), publish_dead
+        )
 
     @app.agent(requested)
     async def respond(stream: faust.StreamT[Any]) -> None:

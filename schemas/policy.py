@@ -1,7 +1,8 @@
 """The one error policy of every consumer loop: retriable errors retry the same message with a capped
 backoff (nothing is skipped while, say, the broker restarts); any other error dead-letters it.
 
-asyncio only, so that each worker's stream code calls it the same way.
+asyncio only (no faust), so that each worker's stream code calls it the same way: `process_message`
+for one consumed message, `process_guarded` underneath.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-__all__ = ["MAX_BACKOFF_SECONDS", "process_guarded"]
+from schemas.events import DeadLetter, LetterReceived
+
+__all__ = ["MAX_BACKOFF_SECONDS", "Source", "process_guarded", "process_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +42,46 @@ async def process_guarded(
             logger.error("%s: dead-lettered: %s: %s", where, type(exc).__name__, exc)
             await dead_letter(exc)
             return False
+
+
+@dataclass(frozen=True)
+class Source:
+    """A consumed message: which worker read it, and where."""
+
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+async def process_message(
+    source: Source,
+    handle: Callable[[], Awaitable[None]],
+    publish_dead: Callable[[DeadLetter], Awaitable[None]],
+    letter: Callable[[], LetterReceived | None] = lambda: None,
+) -> bool:
+    """Handles one message under the error policy; a message that fails for good becomes a DeadLetter
+    keeping the raw letter when `letter` can give it (else the message's bytes)."""
+
+    async def dead_letter(exc: BaseException) -> None:
+        found = letter()
+        await publish_dead(
+            DeadLetter.of(
+                source.stage,
+                exc,
+                source.topic,
+                found.raw if found else source.value or b"",
+                "letter" if found else "event",
+                partition=source.partition,
+                offset=source.offset,
+                key=source.key,
+                mailbox_id=found.mailbox_id if found else None,
+            )
+        )
+
+    return await process_guarded(source.where(), handle, dead_letter)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
 from schemas.errors import MailroomError
-from schemas.policy import MAX_BACKOFF_SECONDS, process_guarded
+from schemas.events import DeadLetter
+from schemas.policy import MAX_BACKOFF_SECONDS, Source, process_guarded, process_message
 
 
 class _Flaky(MailroomError):
@@ -113,3 +114,59 @@ def test_shutdown_signals_pass_through_and_dead_letter_nothing(error: BaseExcept
     with pytest.raises(type(error)):
         run()
     assert run.dead == []
+
+
+def _source(value: bytes | None = b'{"not": "an event"}') -> Source:
+    return Source("matcher", "mailroom.letters.received.v1", 1, 42, b"support", value)
+
+
+def _run_message(handle: Any, letter: Any = lambda: None) -> tuple[bool, list[DeadLetter]]:
+    dead: list[DeadLetter] = []
+
+    async def publish(d: DeadLetter) -> None:
+        dead.append(d)
+
+    return asyncio.run(process_message(_source(), handle, publish, letter)), dead
+
+
+def test_a_message_that_fails_for_good_is_dead_lettered_with_its_own_bytes() -> None:
+    async def handle() -> None:
+        raise ValueError("not a letter")
+
+    handled, dead = _run_message(handle)
+
+    assert handled is False
+    assert [(d.stage, d.reason, d.error_type, d.original, d.original_kind) for d in dead] == [
+        ("matcher", "not a letter", "ValueError", b'{"not": "an event"}', "event")
+    ]
+    assert (dead[0].source_topic, dead[0].source_partition, dead[0].source_offset, dead[0].source_key) == (
+        "mailroom.letters.received.v1",
+        1,
+        42,
+        "support",
+    )
+
+
+def test_a_letter_that_fails_for_good_is_dead_lettered_with_the_raw_letter() -> None:
+    from ingest.parse import letter_event
+    from tests.unit.builders import NOW, letter_bytes
+
+    received = letter_event("support", "acme", "INBOX", 7, 3, NOW, letter_bytes())
+
+    async def handle() -> None:
+        raise KeyError("boom")
+
+    _, dead = _run_message(handle, letter=lambda: received)
+
+    assert (dead[0].original, dead[0].original_kind, dead[0].mailbox_id) == (
+        received.raw,
+        "letter",
+        "support",
+    )
+
+
+def test_a_handled_message_makes_no_dead_letter() -> None:
+    async def handle() -> None:
+        return None
+
+    assert _run_message(handle) == (True, [])
