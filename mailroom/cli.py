@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{settings.config}: {len(config.mailboxes)} mailboxes, valid")
         return 0
     if args.command == "rules":
-        from mailroom import rules_test
+        from mailroom import dry_run
 
-        return rules_test.run(config, args.mailbox, args.file, utcnow(), sys.stdout, sys.stderr)
+        return dry_run.run(config, args.mailbox, args.file, utcnow(), sys.stdout, sys.stderr)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if args.command == "ingest":
