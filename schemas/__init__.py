@@ -8,6 +8,7 @@ from __future__ import annotations
 from schemas import topics
 from schemas.config import (
     AuthorizedUsers,
+    AutoReplyLimits,
     AutoResponseRule,
     CaseProcessing,
     Condition,
@@ -66,6 +67,7 @@ __all__ = [
     "LOOP_MARKER_HEADER",
     "Address",
     "AuthorizedUsers",
+    "AutoReplyLimits",
     "AutoResponseRule",
     "CaseCreated",
     "CaseProcessing",

@@ -17,6 +17,7 @@ from schemas.errors import ConfigError
 
 __all__ = [
     "AuthorizedUsers",
+    "AutoReplyLimits",
     "AutoResponseRule",
     "CaseProcessing",
     "Condition",
@@ -75,6 +76,8 @@ class ImapSettings(_Model):
     password: Secret
     # Certificate checks may be turned off for test servers only.
     verify_certificates: bool = True
+    sent_folder: str = "Sent"
+    """Where copies of sent replies go when the server marks no folder as \\Sent (created if missing)."""
 
 
 class SmtpSecurity(StrEnum):
@@ -93,6 +96,26 @@ class SmtpSettings(_Model):
     password: Secret | None = None
     verify_certificates: bool = True
     timeout_seconds: float = Field(30.0, gt=0)
+    envelope_from: Literal["mailbox", "null"] = "mailbox"
+    """The envelope sender of auto-replies: the mailbox address, or the null sender `<>` (RFC 3834)."""
+    attempts: int = Field(4, ge=1, le=20)
+    """Tries per reply for retriable failures (SMTP 4xx, dropped connections); 5xx fails at once."""
+    first_retry_seconds: float = Field(1.0, gt=0)
+    """The wait before the second try; it doubles with each further try."""
+
+
+class AutoReplyLimits(_Model):
+    """How often a mailbox may auto-reply. A limited reply is recorded in the decision, not sent."""
+
+    per_thread: int = Field(1, ge=1)
+    """Auto-replies in one thread."""
+    per_sender_per_hour: int = Field(3, ge=1)
+    per_sender_per_day: int = Field(10, ge=1)
+    reply_to_spam: bool = False
+    """Whether letters an upstream filter flagged (`X-Spam-Flag: YES`) may be auto-answered."""
+    robot_senders: str | None = None
+    """A regular expression for more sender addresses never auto-answered, next to the built-in ones
+    (mailer-daemon, postmaster, noreply, *-request, owner-*)."""
 
 
 class NoProcessing(_Model):
@@ -183,6 +206,7 @@ class Mailbox(_Model):
     processing: Processing = NoProcessing()
     authorized: AuthorizedUsers = AuthorizedUsers()
     reply_policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH
+    limits: AutoReplyLimits = AutoReplyLimits()
     rules: tuple[AutoResponseRule, ...] = ()
 
     def active_rules(self) -> tuple[AutoResponseRule, ...]:

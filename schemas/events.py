@@ -217,6 +217,8 @@ class LetterDecided(Event):
     sender: str = ""
     rules: tuple[RuleOutcome, ...] = ()
     reply_ids: tuple[str, ...] = ()
+    limited: tuple[str, ...] = ()
+    """Replies a rule chose but a rate limit held back, as `rule id: reason`."""
     skipped_because: str | None = None
     """Set when the letter may not be auto-answered at all (a loop guard), e.g. 'auto-submitted'."""
 
