@@ -18,6 +18,7 @@ from typing import TextIO
 from ingest.parse import letter_event
 from matcher.decision import Outcome, created_record, decide
 from matcher.errors import UnprocessableLetterError
+from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
 from responder.compose import message_for
@@ -52,7 +53,7 @@ def try_letter(raw: bytes, mailbox: Mailbox, config: MailroomConfig, now: dateti
     """Decides and composes as the workers would for a letter received `now` in the mailbox's first
     folder; UnprocessableLetterError when mailroom would dead-letter it."""
     letter = letter_event(mailbox.id, mailbox.organization, mailbox.folders[0], 0, 0, now, raw)
-    outcome = decide(letter, mailbox, config, compile_rules(mailbox), ThreadIndex(), now)
+    outcome = decide(letter, mailbox, config, compile_rules(mailbox), ThreadIndex(), ReplyHistory(), now)
     replies: list[tuple[ReplyRequested, EmailMessage | str]] = []
     for request in outcome.replies:
         try:

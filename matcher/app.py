@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from matcher.decision import decide
+from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
 from schemas import topics
@@ -51,12 +52,15 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         )
     }
     threads = ThreadIndex()
+    history = ReplyHistory()
 
     def remember(spec: topics.TopicSpec, data: bytes) -> None:
         if spec is topics.LETTERS_THREADED:
             threads.remember_letter(parse_event(LetterThreaded, data))
         else:
-            threads.remember_reply(parse_event(ReplyRequested, data))
+            reply = parse_event(ReplyRequested, data)
+            threads.remember_reply(reply)
+            history.remember(reply)
 
     ledger = TopicLedger(settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember)
     ledger.follow(app)
@@ -71,7 +75,7 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
         await ledger.ensure_current()
-        outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, utcnow())
+        outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, history, utcnow())
         await send(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
         await send(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:
@@ -80,6 +84,7 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         threads.remember_letter(outcome.threaded)
         for reply in outcome.replies:
             threads.remember_reply(reply)
+            history.remember(reply)
         logger.info(
             "%s: letter %s thread %s%s, replies %d%s",
             letter.mailbox_id,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from matcher.errors import UnprocessableLetterError
 from matcher.letter import ParsedLetter, parse_letter
+from matcher.limits import ReplyHistory
 from matcher.loops import auto_reply_block, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
 from matcher.threads import ThreadIndex
@@ -33,9 +34,11 @@ def decide(
     config: MailroomConfig,
     rules: CompiledRules,
     threads: ThreadIndex,
+    history: ReplyHistory,
     now: datetime,
 ) -> Outcome:
-    """The letter's events; `threads` is only read (the caller remembers the outcome once it is sent)."""
+    """The letter's events; `threads` and `history` are only read (the caller remembers the outcome once
+    it is sent)."""
     head = letter.headers
     sender = head.from_ or (head.reply_to[0] if head.reply_to else None)
     if sender is None:
@@ -46,7 +49,7 @@ def decide(
     parsed = parse_letter(letter.raw)
     place = threads.place(mailbox.id, head.message_id, head.in_reply_to, head.references)
     own = config.mailbox_addresses()
-    blocked = auto_reply_block(parsed, sender, own)
+    blocked = auto_reply_block(parsed, sender, own, mailbox.limits)
     threaded = LetterThreaded(
         event_id=deterministic_id("letter-threaded", letter.event_id),
         occurred_at=letter.occurred_at,
@@ -86,9 +89,21 @@ def decide(
     )
     outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
     record = created_record(threaded, mailbox)
-    replies = tuple(
-        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, now) for rule in chosen
+    wanted = [_reply(letter, mailbox, config, rule, parsed, place.thread_id, record, now) for rule in chosen]
+    limited_by = (
+        history.limit(
+            mailbox.id,
+            mailbox.limits,
+            place.thread_id,
+            wanted[0].to[0].address,
+            head.message_id,
+            letter.occurred_at,
+        )
+        if wanted and wanted[0].to
+        else None
     )
+    replies = () if limited_by else tuple(wanted)
+    limited = tuple(f"{r.rule_id}: {limited_by}" for r in wanted) if limited_by else ()
     decided = LetterDecided(
         event_id=deterministic_id("letter-decided", letter.event_id),
         occurred_at=now,
@@ -100,6 +115,7 @@ def decide(
         sender=sender.address,
         rules=tuple(outcomes),
         reply_ids=tuple(r.reply_id for r in replies),
+        limited=limited,
         skipped_because=blocked,
     )
     return Outcome(threaded, shared, decided, replies)
@@ -143,7 +159,7 @@ def _reply(
     recipients = head.reply_to or ((head.from_,) if head.from_ else ())
     return ReplyRequested(
         event_id=rid,
-        occurred_at=now,
+        occurred_at=letter.occurred_at,  # when the letter came: rate limits count in letter time
         produced_at=now,
         reply_id=rid,
         mailbox_id=mailbox.id,

@@ -9,6 +9,8 @@ import re
 from collections.abc import Collection
 
 from matcher.letter import ParsedLetter
+from schemas.conditions import compile_regex
+from schemas.config import AutoReplyLimits
 from schemas.events import Address
 from schemas.ids import LOOP_MARKER_HEADER
 
@@ -19,6 +21,7 @@ _ROBOT_SENDER = re.compile(
     re.IGNORECASE,
 )
 _SUPPRESS = {"all", "autoreply", "oof"}
+_DEFAULT_LIMITS = AutoReplyLimits()
 
 
 def sent_by_mailroom(letter: ParsedLetter, sender: Address, own_addresses: Collection[str]) -> bool:
@@ -29,7 +32,10 @@ def sent_by_mailroom(letter: ParsedLetter, sender: Address, own_addresses: Colle
 
 
 def auto_reply_block(
-    letter: ParsedLetter, sender: Address | None, own_addresses: Collection[str]
+    letter: ParsedLetter,
+    sender: Address | None,
+    own_addresses: Collection[str],
+    limits: AutoReplyLimits = _DEFAULT_LIMITS,
 ) -> str | None:
     auto_submitted = (letter.header("auto-submitted") or "").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
@@ -50,10 +56,15 @@ def auto_reply_block(
     precedence = (letter.header("precedence") or "").strip().lower()
     if precedence in ("bulk", "list", "junk"):
         return f"precedence: {precedence}"
+    if not limits.reply_to_spam and (letter.header("x-spam-flag") or "").strip().lower() == "yes":
+        return "flagged as spam"
     if sender is None:
         return "no sender address"
     if sender.address.lower() in own_addresses:
         return "sent by a mailroom mailbox"
-    if _ROBOT_SENDER.search(sender.address):
+    if _ROBOT_SENDER.search(sender.address) or (
+        limits.robot_senders
+        and compile_regex(limits.robot_senders, case_sensitive=False).search(sender.address.encode())
+    ):
         return f"automated sender: {sender.address}"
     return None

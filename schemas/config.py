@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from schemas.conditions import Condition, ConditionField, ConditionOperator, HeaderField
+from schemas.conditions import Condition, ConditionField, ConditionOperator, HeaderField, compile_regex
 from schemas.errors import ConfigError
 
 __all__ = [
@@ -114,8 +114,15 @@ class AutoReplyLimits(_Model):
     reply_to_spam: bool = False
     """Whether letters an upstream filter flagged (`X-Spam-Flag: YES`) may be auto-answered."""
     robot_senders: str | None = None
-    """A regular expression for more sender addresses never auto-answered, next to the built-in ones
-    (mailer-daemon, postmaster, noreply, *-request, owner-*)."""
+    """A regular expression (RE2, case-insensitive, searched in the address) for more senders never
+    auto-answered, next to the built-in ones (mailer-daemon, postmaster, noreply, *-request, owner-*)."""
+
+    @field_validator("robot_senders")
+    @classmethod
+    def _robot_senders_compile(cls, value: str | None) -> str | None:
+        if value:
+            compile_regex(value, case_sensitive=False)  # ValueError names the pattern and the problem
+        return value
 
 
 class NoProcessing(_Model):

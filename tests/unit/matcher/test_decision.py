@@ -10,6 +10,7 @@ from converter.mapping import record_for
 from ingest.parse import letter_event
 from matcher.decision import Outcome, created_record, decide, reply_subject
 from matcher.errors import UnprocessableLetterError
+from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
 from schemas.config import (
@@ -66,7 +67,7 @@ def _decide(
     policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH,
 ) -> Outcome:
     box, made = _setup(*rules, policy=policy)
-    return decide(_received(raw), box, made, compile_rules(box), _index(known), NOW)
+    return decide(_received(raw), box, made, compile_rules(box), _index(known), ReplyHistory(), NOW)
 
 
 def test_a_first_letter_starts_a_thread_and_gets_a_reply() -> None:
@@ -164,13 +165,14 @@ def test_reply_ids_are_deterministic_and_a_replay_decides_the_same() -> None:
 def test_the_same_letter_in_another_folder_gets_the_same_reply_id() -> None:
     box, made = _setup()
     raw = letter_bytes()
-    inbox = decide(_received(raw, uid=1), box, made, compile_rules(box), _index(), NOW)
+    inbox = decide(_received(raw, uid=1), box, made, compile_rules(box), _index(), ReplyHistory(), NOW)
     archive = decide(
         letter_event("support", "acme", "Archive", 3, 99, NOW, raw),
         box,
         made,
         compile_rules(box),
         _index(),
+        ReplyHistory(),
         NOW,
     )
 
@@ -324,7 +326,7 @@ CASE = CaseProcessing(type="case")
 def _decide_in(processing: Processing, raw: bytes, known: dict[str, str] | None = None) -> Outcome:
     box = mailbox(rule("ack"), processing=processing)
     made = config(box)
-    return decide(_received(raw), box, made, compile_rules(box), _index(known), NOW)
+    return decide(_received(raw), box, made, compile_rules(box), _index(known), ReplyHistory(), NOW)
 
 
 @pytest.mark.parametrize(
@@ -388,3 +390,29 @@ def test_machine_mail_has_a_record_only_where_the_mailbox_converts_it(
     assert (record["type"] if record else None) == expected
     made = record_for(outcome.threaded, box, NOW)
     assert (made.event_id if made else None) == (record["id"] if record else None)
+
+
+def test_a_reply_held_back_by_a_limit_is_recorded_in_the_decision_and_not_requested() -> None:
+    box, made = _setup()
+    first = decide(_received(letter_bytes()), box, made, compile_rules(box), _index(), ReplyHistory(), NOW)
+    history = ReplyHistory()
+    for reply in first.replies:
+        history.remember(reply)
+    follow_up = letter_bytes(
+        message_id="m2@customer.example", headers={"In-Reply-To": "<m1@customer.example>"}
+    )
+
+    again = decide(
+        _received(follow_up, uid=43),
+        box,
+        made,
+        compile_rules(box),
+        _index({"m1@customer.example": "m1@customer.example"}),
+        history,
+        NOW,
+    )
+    replay = decide(_received(letter_bytes()), box, made, compile_rules(box), _index(), history, NOW)
+
+    assert again.replies == () and again.decided.reply_ids == ()
+    assert again.decided.limited == ("ack: 1 letter(s) of this thread already answered (limit 1)",)
+    assert [r.reply_id for r in replay.replies] == [r.reply_id for r in first.replies]  # a replay: the same

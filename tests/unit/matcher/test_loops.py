@@ -6,6 +6,7 @@ import pytest
 
 from matcher.letter import parse_letter
 from matcher.loops import auto_reply_block
+from schemas.config import AutoReplyLimits
 from schemas.events import Address
 
 OWN = frozenset({"support@acme.example", "sales@acme.example"})
@@ -123,3 +124,32 @@ def test_the_first_reason_in_order_is_given() -> None:
     headers = b"Auto-Submitted: auto-replied\r\nPrecedence: bulk\r\nList-Id: <l.example>\r\n"
 
     assert _block(headers, sender=Address(address="noreply@shop.example")) == "auto-submitted: auto-replied"
+
+
+@pytest.mark.parametrize(("flag", "answered"), [(b"YES", False), (b"yes ", False), (b"NO", True)])
+def test_letters_flagged_as_spam_are_not_answered_unless_the_mailbox_wants_it(
+    flag: bytes, answered: bool
+) -> None:
+    letter = parse_letter(b"From: ann@customer.example\r\nX-Spam-Flag: " + flag + b"\r\n\r\nhi")
+    ann = Address(address="ann@customer.example")
+
+    assert (auto_reply_block(letter, ann, OWN) is None) is answered
+    assert auto_reply_block(letter, ann, OWN, AutoReplyLimits(reply_to_spam=True)) is None
+    if not answered:
+        assert auto_reply_block(letter, ann, OWN) == "flagged as spam"
+
+
+def test_a_mailbox_can_name_more_robot_senders() -> None:
+    letter = parse_letter(b"From: alerts@monitoring.example\r\n\r\nDisk full")
+    limits = AutoReplyLimits(robot_senders=r"^alerts@|@monitoring\.example$")
+
+    assert auto_reply_block(letter, Address(address="alerts@monitoring.example"), OWN) is None
+    assert auto_reply_block(letter, Address(address="ALERTS@monitoring.example"), OWN, limits) == (
+        "automated sender: ALERTS@monitoring.example"
+    )
+    assert auto_reply_block(letter, Address(address="ann@customer.example"), OWN, limits) is None
+
+
+def test_a_robot_sender_pattern_that_is_not_a_regex_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        AutoReplyLimits(robot_senders="(unclosed")

@@ -10,6 +10,7 @@ import pytest
 
 from ingest.parse import letter_event
 from matcher.decision import decide
+from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
 from responder.compose import compose, message_for
@@ -194,7 +195,9 @@ def _request(template: ReplyTemplate) -> ReplyRequested:
     """The request the matcher makes for letter m1 in a mailbox that makes cases."""
     box = mailbox(rule("ack", template=template), processing=CaseProcessing(type="case"))
     received = letter_event("support", "acme", "INBOX", 7, 1, NOW, letter_bytes(subject="Printer broken"))
-    (request,) = decide(received, box, config(box), compile_rules(box), ThreadIndex(), NOW).replies
+    (request,) = decide(
+        received, box, config(box), compile_rules(box), ThreadIndex(), ReplyHistory(), NOW
+    ).replies
     return request
 
 
