@@ -72,18 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailroom: invalid environment settings: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    if args.command == "topics":
-        from mailroom.admin import create_topics
-
-        created = create_topics(settings.kafka)
-        print(f"created {len(created)} topics" + "".join(f"\n  {name}" for name in created))
-        return 0
-    if args.command == "replay":
-        from mailroom.admin import rewind_workers
-
-        for worker, count in rewind_workers(settings.kafka, args.workers).items():
-            print(f"{settings.kafka.group(worker)}: {count} partitions rewound to the start")
-        return 0
+    if args.command in ("topics", "replay"):
+        return _admin(args, settings)
     try:
         config = _load_config(settings)
     except ConfigError as exc:
@@ -107,6 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
     return _run_faust(app, settings.log_level)
+
+
+def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """`topics` and `replay`: operations on the cluster; an unreachable broker is an error, not a trace."""
+    from kafka.errors import KafkaError
+
+    from mailroom.admin import create_topics, rewind_workers
+
+    try:
+        if args.command == "topics":
+            created = create_topics(settings.kafka)
+            print(f"created {len(created)} topics" + "".join(f"\n  {name}" for name in created))
+        else:
+            for worker, count in rewind_workers(settings.kafka, args.workers).items():
+                print(f"{settings.kafka.group(worker)}: {count} partitions rewound to the start")
+    except (KafkaError, RuntimeError) as exc:
+        print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_faust(app: Any, log_level: str) -> int:
