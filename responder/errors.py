@@ -2,14 +2,16 @@
 
 MailroomError
 ├── TemplateError    a reply template does not compile or render (not retriable)
-└── SmtpError        the SMTP server refused or failed; 4xx and network drops are retriable, 5xx not
+├── SmtpError        the SMTP server refused or failed; 4xx and network drops are retriable, 5xx not
+└── ImapError        filing a copy in the Sent folder failed; network drops are retriable, a refused
+                     login or a NO/BAD answer not
 """
 
 from __future__ import annotations
 
 from schemas.errors import MailroomError
 
-__all__ = ["SmtpError", "TemplateError"]
+__all__ = ["ImapError", "SmtpError", "TemplateError"]
 
 
 class TemplateError(MailroomError):
@@ -24,3 +26,11 @@ class SmtpError(MailroomError):
         self.code = code
         self.text = text
         self.retriable = retriable  # type: ignore[misc]  # per instance: depends on the reply code
+
+
+class ImapError(MailroomError):
+    """The IMAP server did not take the copy of a sent reply, or could not be reached."""
+
+    def __init__(self, message: str, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable  # type: ignore[misc]  # per instance: depends on the failure

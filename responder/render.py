@@ -24,6 +24,7 @@ __all__ = [
     "RenderedReply",
     "check_template",
     "check_templates",
+    "one_line",
     "render",
     "template_variables",
 ]
@@ -92,7 +93,7 @@ def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
         raise TemplateError(f"unknown variable: {exc.message}") from None
     except Exception as exc:  # templates are code from the configuration: any failure is the template's
         raise TemplateError(f"rendering failed: {type(exc).__name__}: {exc}") from None
-    return RenderedReply(subject=_one_line(subject), body=body, type=template.type)
+    return RenderedReply(subject=one_line(subject), body=body, type=template.type)
 
 
 def template_variables(
@@ -112,5 +113,6 @@ def template_variables(
     }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters folded to single spaces: a subject line."""
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())

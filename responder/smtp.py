@@ -9,14 +9,24 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from email.message import EmailMessage
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from responder.errors import SmtpError
 from schemas.config import SmtpSecurity, SmtpSettings, reveal
+from schemas.errors import ConfigError
 
-__all__ = ["SmtpSender"]
+__all__ = ["Accepted", "SmtpSender"]
 
 logger = logging.getLogger(__name__)
+
+
+class Accepted(NamedTuple):
+    """The server's final reply to a message it took, and the recipients it took it for."""
+
+    code: int
+    text: str
+    recipients: tuple[str, ...]
 
 
 class SmtpSender:
@@ -38,41 +48,96 @@ class SmtpSender:
             conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_seconds, context=self._context())
         else:
             conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
-        if s.security is SmtpSecurity.STARTTLS:
-            conn.starttls(context=self._context())
-        if s.username and s.password is not None:
-            conn.login(s.username, reveal(s.password))
+        try:
+            if s.security is SmtpSecurity.STARTTLS:
+                conn.starttls(context=self._context())
+            if s.username and s.password is not None:
+                conn.login(s.username, reveal(s.password))
+        except ConfigError as exc:  # a password reference to a variable that is not set
+            conn.close()
+            raise SmtpError(f"{self._where()}: {exc}", retriable=False) from None
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    def send(self, message: EmailMessage, envelope_from: str, recipients: list[str]) -> None:
-        """Sends once; a connection found dropped before the first command is reopened once."""
+    def send(
+        self, message: bytes, envelope_from: str, recipients: Sequence[str], smtputf8: bool = False
+    ) -> Accepted:
+        """Sends `message` (CRLF line ends) once; returns the server's final reply. A connection found
+        dropped (the server timed it out while idle) is reopened once. `envelope_from` "" is the null
+        sender `<>`."""
         for attempt in (1, 2):
+            reused = self._conn is not None
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                refused = self._conn.send_message(message, from_addr=envelope_from, to_addrs=recipients)
+                return self._transaction(self._conn, message, envelope_from, recipients, smtputf8)
             except smtplib.SMTPServerDisconnected as exc:
                 self.close()
-                if attempt == 1:
+                if attempt == 1 and reused:
                     continue
                 raise SmtpError(f"{self._where()}: connection lost: {exc}") from exc
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()))
-                raise self._refused(int(code), text) from exc
             except smtplib.SMTPAuthenticationError as exc:
                 self.close()
                 raise SmtpError(
                     f"{self._where()}: login refused", exc.smtp_code, _text(exc.smtp_error), retriable=False
                 ) from exc
-            except smtplib.SMTPResponseException as exc:
+            except smtplib.SMTPResponseException as exc:  # a refusal the transaction did not classify
                 self._reset()
                 raise self._refused(exc.smtp_code, exc.smtp_error) from exc
+            except SmtpError as exc:
+                if exc.code == 421:  # the server is closing the connection
+                    self.close()
+                else:
+                    self._reset()
+                raise
             except (smtplib.SMTPException, OSError) as exc:
                 self.close()
                 raise SmtpError(f"{self._where()}: {type(exc).__name__}: {exc}") from exc
-            if refused:
-                logger.warning("%s: some recipients refused: %s", self._where(), sorted(refused))
-            return
+        raise AssertionError("unreachable")
+
+    def _transaction(
+        self,
+        conn: smtplib.SMTP,
+        message: bytes,
+        envelope_from: str,
+        recipients: Sequence[str],
+        smtputf8: bool,
+    ) -> Accepted:
+        """MAIL, RCPT, DATA as smtplib's sendmail does them, keeping the final reply it does not return."""
+        if not recipients:
+            raise SmtpError(f"{self._where()}: no recipients", retriable=False)
+        conn.ehlo_or_helo_if_needed()
+        options = []
+        if smtputf8:
+            if not conn.has_extn("smtputf8"):
+                raise SmtpError(
+                    f"{self._where()}: an address is not ASCII and the server does not offer SMTPUTF8",
+                    retriable=False,
+                )
+            options.append("SMTPUTF8")
+        if (smtputf8 or not message.isascii()) and conn.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if conn.has_extn("size"):
+            options.append(f"SIZE={len(message)}")
+        code, text = conn.mail(envelope_from, options)
+        if code != 250:
+            raise self._refused(code, text)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for rcpt in recipients:
+            code, text = conn.rcpt(rcpt)
+            if code not in (250, 251):
+                refused[rcpt] = (code, text)
+        if len(refused) == len(recipients):
+            code, text = next(iter(refused.values()))
+            raise self._refused(code, text)
+        if refused:
+            logger.warning("%s: some recipients refused: %s", self._where(), sorted(refused))
+        code, text = conn.data(message)
+        if code != 250:
+            raise self._refused(code, text)
+        return Accepted(code, _text(text), tuple(r for r in recipients if r not in refused))
 
     def _refused(self, code: int, text: bytes | str) -> SmtpError:
         return SmtpError(

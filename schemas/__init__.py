@@ -31,6 +31,7 @@ from schemas.config import (
 )
 from schemas.errors import ConfigError, EventError, MailroomError, UnknownMailboxError
 from schemas.events import (
+    REPLY_ID_PATTERN,
     Address,
     CaseCreated,
     DeadLetter,
@@ -43,7 +44,10 @@ from schemas.events import (
     LetterReceived,
     LetterShared,
     LetterThreaded,
+    ReplyContent,
     ReplyFailed,
+    ReplyFiled,
+    ReplyFilingFailed,
     ReplyRequested,
     ReplySent,
     RuleOutcome,
@@ -65,6 +69,7 @@ from schemas.settings import KafkaSettings, WorkerSettings, faust_app_options
 
 __all__ = [
     "LOOP_MARKER_HEADER",
+    "REPLY_ID_PATTERN",
     "Address",
     "AuthorizedUsers",
     "AutoReplyLimits",
@@ -98,7 +103,10 @@ __all__ = [
     "MailroomError",
     "NoProcessing",
     "Processing",
+    "ReplyContent",
     "ReplyFailed",
+    "ReplyFiled",
+    "ReplyFilingFailed",
     "ReplyPolicy",
     "ReplyRequested",
     "ReplySent",

@@ -13,7 +13,18 @@ import sys
 from pathlib import Path
 
 from schemas import topics
-from schemas.events import CaseCreated, Event, LeadCreated, LetterLinked, LetterShared, ReplyFailed, ReplySent
+from schemas.events import (
+    CaseCreated,
+    Event,
+    LeadCreated,
+    LetterLinked,
+    LetterShared,
+    ReplyFailed,
+    ReplyFiled,
+    ReplyFilingFailed,
+    ReplyRequested,
+    ReplySent,
+)
 
 __all__ = ["JSON_DIR", "PUBLIC_EVENTS", "json_schemas", "write"]
 
@@ -28,6 +39,10 @@ PUBLIC_EVENTS: dict[str, tuple[topics.TopicSpec, type[Event]]] = {
         (topics.LETTERS_SHARED, LetterShared),
         (topics.REPLY_OUTCOMES, ReplySent),
         (topics.REPLY_OUTCOMES, ReplyFailed),
+        (topics.REPLY_OUTCOMES, ReplyFiled),
+        (topics.REPLY_OUTCOMES, ReplyFilingFailed),
+        # Downstream systems publish employee replies here (the matcher publishes auto-replies).
+        (topics.REPLIES_REQUESTED, ReplyRequested),
     )
 }
 """Event name -> (its topic, its model)."""

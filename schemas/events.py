@@ -10,13 +10,14 @@ import json
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.config import ReplyTemplate
 from schemas.errors import EventError
 from schemas.ids import deterministic_id
 
 __all__ = [
+    "REPLY_ID_PATTERN",
     "Address",
     "CaseCreated",
     "DeadLetter",
@@ -29,7 +30,10 @@ __all__ = [
     "LetterReceived",
     "LetterShared",
     "LetterThreaded",
+    "ReplyContent",
     "ReplyFailed",
+    "ReplyFiled",
+    "ReplyFilingFailed",
     "ReplyRequested",
     "ReplySent",
     "RuleOutcome",
@@ -223,46 +227,159 @@ class LetterDecided(Event):
     """Set when the letter may not be auto-answered at all (a loop guard), e.g. 'auto-submitted'."""
 
 
+REPLY_ID_PATTERN = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$"
+"""What a reply id may be (an RFC 5322 dot-atom): the reply's Message-ID is `reply-<id>@<mailbox domain>`."""
+
+
+class ReplyContent(_Model):
+    """The literal text of an employee's reply: sent exactly as written, never rendered as a template."""
+
+    subject: str
+    """One line; line breaks and other control characters are folded to spaces when the reply is built."""
+    body: str = Field(max_length=200_000)
+    type: Literal["plain", "html"] = "plain"
+    """html bodies are sent as written, with a text alternative made from them."""
+
+
 class ReplyRequested(Event):
-    """A reply to send as a mailbox. `event_id` equals `reply_id`: one request per reply."""
+    """A reply to send as a mailbox. `event_id` equals `reply_id`: one request per reply.
+
+    `kind` auto: the matcher asks for a rule's templated auto-reply (`rule_id`, `rule_name`, `template`,
+    `letter`). `kind` employee: a downstream system asks mailroom to send what an employee wrote
+    (`content`, `author`) through the mailbox, as the mailbox."""
+
+    # What the validator below checks, in the JSON Schema too, for downstream publishers.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "employee"}}, "required": ["kind"]},
+            "then": {
+                "required": ["content", "author"],
+                "properties": {
+                    "content": {"type": "object"},
+                    "author": {"type": "string", "minLength": 1},
+                    "template": {"type": "null"},
+                    "to": {"minItems": 1},
+                },
+            },
+            "else": {
+                "required": ["rule_id", "template"],
+                "properties": {
+                    "rule_id": {"minLength": 1},
+                    "template": {"type": "object"},
+                    "content": {"type": "null"},
+                },
+            },
+        }
+    )
 
     event_type: Literal["ReplyRequested"] = "ReplyRequested"
-    reply_id: str
+    reply_id: str = Field(min_length=1, max_length=200, pattern=REPLY_ID_PATTERN)
+    """Unique per reply; the reply's Message-ID is made from it, and a reply id is sent at most once."""
     mailbox_id: str
-    kind: Literal["auto"] = "auto"
-    rule_id: str
-    rule_name: str
-    template: ReplyTemplate
+    kind: Literal["auto", "employee"] = "auto"
+    rule_id: str = ""
+    """auto: the rule that chose the reply."""
+    rule_name: str = ""
+    template: ReplyTemplate | None = None
+    """auto: the rule's jinja2 template."""
+    content: ReplyContent | None = None
+    """employee: the reply's subject and body as the employee wrote them."""
+    author: str | None = None
+    """employee: who wrote the reply (a user id or address of the downstream system); never sent."""
     to: tuple[Address, ...]
     in_reply_to: str
+    """The Message-ID (without brackets) of the letter answered."""
     references: tuple[str, ...] = ()
+    """The reply's References header, oldest first, without brackets (usually the letter's References
+    and its Message-ID)."""
     thread_id: str
     """The thread of the letter answered; the reply joins it."""
     letter: dict[str, object] = {}
-    """Template variables taken from the incoming letter (subject, sender, date, text body, message id)."""
-    mailbox_label: str
+    """auto: template variables taken from the incoming letter (subject, sender, date, text body, ...)."""
+    mailbox_label: str = ""
     mailbox_email: str
+    """The mailbox's address (the reply's Message-ID domain comes from it)."""
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> ReplyRequested:
+        if self.kind == "auto":
+            if self.template is None or not self.rule_id:
+                raise ValueError("an auto reply needs a rule_id and a template")
+            if self.content is not None:
+                raise ValueError("an auto reply is rendered from its template: it takes no content")
+        else:
+            if self.content is None or not self.author:
+                raise ValueError("an employee reply needs its content and its author")
+            if self.template is not None:
+                raise ValueError("an employee reply is sent as written: it takes no template")
+            if not self.to:
+                raise ValueError("an employee reply needs at least one recipient in to")
+        return self
 
 
 class ReplySent(Event):
-    """The SMTP server accepted a reply."""
+    """The SMTP server accepted a reply. `event_id` comes from the reply id (one outcome per reply)."""
 
     event_type: Literal["ReplySent"] = "ReplySent"
     reply_id: str
     mailbox_id: str
     message_id: str
+    """The reply's Message-ID, without brackets."""
     to: tuple[str, ...]
+    smtp_code: int | None = None
+    """The SMTP server's final reply to the message (250), with `smtp_text`."""
+    smtp_text: str | None = None
+    attempts: int = 1
+    """How many tries it took (retriable failures, SMTP 4xx or a dropped connection, are tried again)."""
+    message: bytes = b""
+    """The exact bytes sent (CRLF line ends), the copy filed in the Sent folder is made from them; empty in
+    events written before mailroom filed copies."""
 
 
 class ReplyFailed(Event):
-    """A reply could not be sent; `smtp_code` is set when the server refused it."""
+    """A reply could not be sent; `smtp_code` and `smtp_text` are set when the server refused it."""
 
     event_type: Literal["ReplyFailed"] = "ReplyFailed"
     reply_id: str
     mailbox_id: str
     reason: str
     smtp_code: int | None = None
+    smtp_text: str | None = None
     retriable: bool = False
+    """Whether the last failure was a temporary one (all tries used up), not a refusal."""
+    attempts: int = 1
+    """How many tries were made; 0 when the reply could not be built (a template failed on the letter)."""
+
+
+class ReplyFiled(Event):
+    """A copy of a sent reply is in the mailbox's Sent folder, flagged \\Seen. `event_id` comes from the
+    reply id (one filing outcome per reply)."""
+
+    event_type: Literal["ReplyFiled"] = "ReplyFiled"
+    reply_id: str
+    mailbox_id: str
+    message_id: str
+    folder: str
+    uidvalidity: int | None = None
+    uid: int | None = None
+    """The copy's UID in `folder` when the server tells it (UIDPLUS)."""
+    already_there: bool = False
+    """The copy was found in the folder (filed before a crash), so nothing was appended."""
+    attempts: int = 1
+
+
+class ReplyFilingFailed(Event):
+    """A sent reply could not be copied to the mailbox's Sent folder; it is not sent again. `event_id` comes
+    from the reply id (one filing outcome per reply)."""
+
+    event_type: Literal["ReplyFilingFailed"] = "ReplyFilingFailed"
+    reply_id: str
+    mailbox_id: str
+    message_id: str
+    reason: str
+    retriable: bool = False
+    """Whether the last failure was a temporary one (all tries used up)."""
+    attempts: int = 1
 
 
 class LeadCreated(Event):

@@ -52,10 +52,11 @@ LETTERS_DECIDED = TopicSpec("mailroom.letters.decided.v1", key="mailbox id")
 """LetterDecided: matcher -> auditors. Which rules matched and why a letter got no reply."""
 
 REPLIES_REQUESTED = TopicSpec("mailroom.replies.requested.v1", key="mailbox id")
-"""ReplyRequested: matcher -> responder."""
+"""ReplyRequested: matcher (auto-replies) and downstream systems (employees' replies) -> responder."""
 
 REPLY_OUTCOMES = TopicSpec("mailroom.replies.outcomes.v1", key="reply id", kept_forever=True)
-"""ReplySent | ReplyFailed: responder -> everyone."""
+"""ReplySent | ReplyFailed, then ReplyFiled | ReplyFilingFailed (the copy in the Sent folder): responder ->
+everyone. The responder reads it back: it is its memory of what was sent and filed."""
 
 LEADS = TopicSpec("mailroom.leads.v1", key="lead id", kept_forever=True)
 """LeadCreated: converter -> downstream CRMs (public contract)."""

@@ -1,0 +1,235 @@
+"""I/O edge: one reply request, handled once: sent with bounded retries, then its copy filed in the Sent
+folder. Each step's outcome is published before the next step begins (see `responder/outcomes.py`).
+
+No faust here: `publish` writes an outcome and returns when the broker has it; senders and folders do the
+blocking SMTP and IMAP work in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from responder.compose import outgoing
+from responder.errors import ImapError, SmtpError, TemplateError
+from responder.imap import FiledCopy
+from responder.outcomes import Done, File, Outcomes
+from responder.retry import retry_delays
+from responder.smtp import Accepted
+from schemas.config import Mailbox, MailroomConfig
+from schemas.errors import UnknownMailboxError
+from schemas.events import (
+    Event,
+    ReplyFailed,
+    ReplyFiled,
+    ReplyFilingFailed,
+    ReplyRequested,
+    ReplySent,
+    utcnow,
+)
+from schemas.ids import deterministic_id
+
+__all__ = ["FILING_ATTEMPTS", "FILING_FIRST_RETRY_SECONDS", "Folder", "Replies", "Sender"]
+
+logger = logging.getLogger(__name__)
+
+FILING_ATTEMPTS = 4
+"""Tries to file a sent reply's copy when the IMAP server fails for a moment, 1 s, 2 s, 4 s apart."""
+FILING_FIRST_RETRY_SECONDS = 1.0
+
+T = TypeVar("T")
+Failure = TypeVar("Failure", SmtpError, ImapError)
+
+
+class Sender(Protocol):
+    def send(
+        self, message: bytes, envelope_from: str, recipients: tuple[str, ...], smtputf8: bool = False
+    ) -> Accepted: ...
+
+
+class Folder(Protocol):
+    def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy: ...
+
+
+class _GaveUp(Exception):
+    """A step failed for good; `error` is its last failure, `attempts` how many tries it took."""
+
+    def __init__(self, error: SmtpError | ImapError, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+def _outcome_id(reply_id: str) -> str:
+    return deterministic_id("reply-outcome", reply_id)
+
+
+def _filing_id(reply_id: str) -> str:
+    return deterministic_id("reply-filing", reply_id)
+
+
+class Replies:
+    """Sends and files replies as the configured mailboxes; remembers outcomes in `outcomes`."""
+
+    def __init__(
+        self,
+        config: MailroomConfig,
+        outcomes: Outcomes,
+        senders: Mapping[str, Sender],
+        folders: Mapping[str, Folder],
+        publish: Callable[[Event], Awaitable[None]],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._config = config
+        self._outcomes = outcomes
+        self._senders = senders
+        self._folders = folders
+        self._publish = publish
+        self._sleep = sleep
+
+    async def handle(self, request: ReplyRequested) -> None:
+        step = self._outcomes.next_step(request.reply_id)
+        if isinstance(step, Done):
+            logger.info(
+                "%s: reply %s already handled; not sent again (%s)",
+                request.mailbox_id,
+                request.reply_id,
+                step.why,
+            )
+            return
+        mailbox = self._config.mailbox(request.mailbox_id)
+        if mailbox is None:
+            raise UnknownMailboxError(f"mailbox {request.mailbox_id!r} is not in the configuration")
+        if isinstance(step, File):
+            logger.info("%s: reply %s was sent, not filed: filing it", request.mailbox_id, request.reply_id)
+            await self._file(step.sent)
+            return
+        sent = await self._send(request, mailbox)
+        if sent is not None:
+            await self._file(sent)
+
+    async def _send(self, request: ReplyRequested, mailbox: Mailbox) -> ReplySent | None:
+        try:
+            out = outgoing(request, mailbox, utcnow())
+        except (TemplateError, ValueError) as exc:  # ValueError: the email package refused a header value
+            await self._failed(request, f"cannot build the reply: {exc}", None, 0)
+            return None
+        smtp = mailbox.smtp
+        sender = self._senders[mailbox.id]
+        try:
+            accepted, attempts = await self._tries(
+                lambda: sender.send(out.data, out.envelope_from, out.recipients, out.smtputf8),
+                SmtpError,
+                retry_delays(smtp.attempts, smtp.first_retry_seconds),
+                f"{mailbox.id}: reply {request.reply_id}",
+            )
+        except _GaveUp as gave_up:
+            assert isinstance(gave_up.error, SmtpError)
+            await self._failed(request, str(gave_up.error), gave_up.error, gave_up.attempts)
+            return None
+        sent = ReplySent(
+            event_id=_outcome_id(request.reply_id),
+            occurred_at=utcnow(),
+            reply_id=request.reply_id,
+            mailbox_id=mailbox.id,
+            message_id=out.message_id,
+            to=accepted.recipients,
+            smtp_code=accepted.code,
+            smtp_text=accepted.text,
+            attempts=attempts,
+            message=out.data,
+        )
+        await self._publish(sent)  # before filing: a crash from here on files the copy, never resends
+        self._outcomes.sent(sent)
+        logger.info(
+            "%s: %s reply %s sent to %s (in reply to %s)%s: %d %s",
+            mailbox.id,
+            request.kind,
+            request.reply_id,
+            ", ".join(accepted.recipients),
+            request.in_reply_to,
+            f", written by {request.author}" if request.author else "",
+            accepted.code,
+            accepted.text,
+        )
+        return sent
+
+    async def _failed(
+        self, request: ReplyRequested, reason: str, error: SmtpError | None, attempts: int
+    ) -> None:
+        logger.warning("%s: reply %s failed: %s", request.mailbox_id, request.reply_id, reason)
+        await self._publish(
+            ReplyFailed(
+                event_id=_outcome_id(request.reply_id),
+                occurred_at=utcnow(),
+                reply_id=request.reply_id,
+                mailbox_id=request.mailbox_id,
+                reason=reason,
+                smtp_code=error.code if error else None,
+                smtp_text=(error.text or None) if error else None,
+                retriable=error.retriable if error else False,
+                attempts=attempts,
+            )
+        )
+        self._outcomes.finished(request.reply_id, ReplyFailed.__name__)
+
+    async def _file(self, sent: ReplySent) -> None:
+        folder = self._folders[sent.mailbox_id]
+        where = f"{sent.mailbox_id}: copy of reply {sent.reply_id}"
+        outcome: ReplyFiled | ReplyFilingFailed
+        try:
+            copy, attempts = await self._tries(
+                lambda: folder.file(sent.message, sent.message_id, sent.occurred_at),
+                ImapError,
+                retry_delays(FILING_ATTEMPTS, FILING_FIRST_RETRY_SECONDS),
+                where,
+            )
+            outcome = ReplyFiled(
+                event_id=_filing_id(sent.reply_id),
+                occurred_at=utcnow(),
+                reply_id=sent.reply_id,
+                mailbox_id=sent.mailbox_id,
+                message_id=sent.message_id,
+                folder=copy.folder,
+                uidvalidity=copy.uidvalidity,
+                uid=copy.uid,
+                already_there=not copy.appended,
+                attempts=attempts,
+            )
+            logger.info("%s filed in %r (uid %s)", where, copy.folder, copy.uid)
+        except _GaveUp as gave_up:
+            logger.warning("%s not filed: %s", where, gave_up.error)
+            outcome = ReplyFilingFailed(
+                event_id=_filing_id(sent.reply_id),
+                occurred_at=utcnow(),
+                reply_id=sent.reply_id,
+                mailbox_id=sent.mailbox_id,
+                message_id=sent.message_id,
+                reason=str(gave_up.error),
+                retriable=gave_up.error.retriable,
+                attempts=gave_up.attempts,
+            )
+        await self._publish(outcome)
+        self._outcomes.finished(sent.reply_id, outcome.event_type)
+
+    async def _tries(
+        self, call: Callable[[], T], failure: type[Failure], delays: tuple[float, ...], where: str
+    ) -> tuple[T, int]:
+        """Runs the blocking `call` in a thread until it succeeds; retriable failures are tried again after
+        each of `delays`. _GaveUp on a failure that is not retriable, or when the tries are used up."""
+        attempts = len(delays) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await asyncio.to_thread(call), attempt
+            except failure as exc:
+                if not exc.retriable or attempt == attempts:
+                    raise _GaveUp(exc, attempt) from exc
+                wait = delays[attempt - 1]
+                logger.warning(
+                    "%s: %s; attempt %d of %d, again in %.1f s", where, exc, attempt, attempts, wait
+                )
+                await self._sleep(wait)
+        raise AssertionError("unreachable")
