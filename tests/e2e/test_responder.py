@@ -4,6 +4,7 @@ happens after a crash between sending and filing. Real Kafka, Dovecot and SMTP; 
 from __future__ import annotations
 
 import email
+import logging
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from deploy.local.dovecot import Dovecot
 from deploy.local.mailbox import append_message, fetch_messages
 from deploy.local.pipeline import Pipeline, TopicReader, local_mailbox, wait_until
 from deploy.local.smtp import SmtpRelay
+from responder.imap import SentFolder
 from schemas import topics
-from schemas.config import ReplyTemplate
+from schemas.config import ImapSettings, ReplyTemplate
 from schemas.events import (
     Address,
     Event,
@@ -363,3 +365,37 @@ def test_a_copy_that_cannot_be_filed_is_reported_and_the_reply_not_sent_again(
     assert "login refused" in failed.reason and failed.retriable is False and failed.attempts == 1
     assert len(_inbox(dovecot, customer)) == 1
     assert _outcomes(reader) == ["ReplySent", "ReplyFilingFailed"]
+
+
+def test_the_sent_folder_edge_files_once_and_reconnects_after_a_drop(
+    dovecot: Dovecot, mail_user_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IMAP edge alone against the real Dovecot: the \\Sent folder wins over the configured name, a
+    second filing finds the copy, a connection the server dropped is reopened."""
+    desk = mail_user_factory("desk")
+    settings = ImapSettings(
+        host=dovecot.host,
+        port=dovecot.imap_port,
+        ssl=False,
+        username=desk.address,
+        password=desk.password,
+        sent_folder="Replies",
+    )
+    folder = SentFolder(settings)
+    caplog.set_level(logging.INFO, logger="responder.imap")
+    first = f"From: {desk.address}\r\nMessage-ID: <reply-a@mailroom.test>\r\n\r\nOne\r\n".encode()
+    second = f"From: {desk.address}\r\nMessage-ID: <reply-b@mailroom.test>\r\n\r\nTwo\r\n".encode()
+    try:
+        filed = folder.file(first, "reply-a@mailroom.test", utcnow())
+        again = folder.file(first, "reply-a@mailroom.test", utcnow())
+        folder._client.shutdown()  # type: ignore[union-attr]  # as a server timing out an idle client
+        after_drop = folder.file(second, "reply-b@mailroom.test", utcnow())
+    finally:
+        folder.close()
+
+    assert (filed.folder, filed.appended) == ("Sent", True)
+    assert (again.folder, again.appended, again.uid) == ("Sent", False, filed.uid)
+    assert after_drop.appended and after_drop.uid != filed.uid
+    assert "connection lost, reconnecting" in caplog.text
+    assert [c.raw for c in _sent_copies(dovecot, desk)] == [first, second]
+    assert all(b"\\Seen" in c.flags for c in _sent_copies(dovecot, desk))
