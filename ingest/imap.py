@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imapclient import IMAPClient
-from imapclient.exceptions import LoginError
 
 from ingest.errors import ImapError, ImapLoginError
-from schemas.config import ImapSettings, reveal
-from schemas.errors import ConfigError
+from schemas.config import ImapSettings
+from schemas.errors import ImapConnectError
+from schemas.imap import close_imap, open_imap
 
 __all__ = ["FetchedLetter", "FolderBatch", "ImapReader"]
 
@@ -51,29 +50,12 @@ class ImapReader:
         self._client: IMAPClient | None = None
 
     def _connect(self) -> IMAPClient:
-        if self._client is not None:
-            return self._client
-        s = self._settings
-        client: IMAPClient | None = None
-        context = ssl.create_default_context()
-        if not s.verify_certificates:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        try:
-            client = IMAPClient(s.host, port=s.port, ssl=s.ssl, ssl_context=context, timeout=self._timeout)
-            client.normalise_times = False
-            client.login(s.username, reveal(s.password))
-        except ConfigError as exc:  # a password reference to a variable that is not set
-            _shut(client)
-            raise ImapLoginError(f"{s.username}@{s.host}:{s.port}: {exc}") from None
-        except LoginError as exc:
-            _shut(client)
-            raise ImapLoginError(f"{s.username}@{s.host}:{s.port}: login refused: {exc}") from exc
-        except (OSError, imaplib.IMAP4.error) as exc:
-            _shut(client)
-            raise ImapError(f"{s.host}:{s.port}: cannot connect: {exc}") from exc
-        self._client = client
-        return client
+        if self._client is None:
+            try:
+                self._client = open_imap(self._settings, self._timeout)
+            except ImapConnectError as exc:
+                raise (ImapError if exc.retriable else ImapLoginError)(str(exc)) from exc
+        return self._client
 
     def read_new(
         self,
@@ -119,17 +101,4 @@ class ImapReader:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        _shut(client)
-
-
-def _shut(client: IMAPClient | None) -> None:
-    """Ends a connection that is being thrown away; a failure to say goodbye loses nothing."""
-    if client is None:
-        return
-    try:
-        client.logout()
-    except Exception:
-        try:
-            client.shutdown()
-        except Exception:
-            logger.debug("IMAP connection close failed", exc_info=True)
+        close_imap(client)

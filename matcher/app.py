@@ -17,7 +17,7 @@ from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
 from schemas import topics
 from schemas.config import MailroomConfig
-from schemas.errors import UnknownMailboxError
+from schemas.errors import EventError, UnknownMailboxError
 from schemas.events import (
     DeadLetter,
     Event,
@@ -55,12 +55,17 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
     history = ReplyHistory()
 
     def remember(spec: topics.TopicSpec, data: bytes) -> None:
-        if spec is topics.LETTERS_THREADED:
-            threads.remember_letter(parse_event(LetterThreaded, data))
-        else:
+        try:
+            if spec is topics.LETTERS_THREADED:
+                threads.remember_letter(parse_event(LetterThreaded, data))
+                return
             reply = parse_event(ReplyRequested, data)
-            threads.remember_reply(reply)
-            history.remember(reply)
+        except EventError as exc:
+            # Others publish employee replies on the requests topic; one we cannot read is theirs to fix.
+            logger.warning("ledger: %s skipped: %s", spec.name, exc)
+            return
+        threads.remember_reply(reply)
+        history.remember(reply)
 
     ledger = TopicLedger(settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember)
     ledger.follow(app)

@@ -7,19 +7,18 @@ other NO/BAD answers are not.
 
 from __future__ import annotations
 
-import imaplib
 import logging
-import ssl
 from dataclasses import dataclass
 from datetime import datetime
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from responder.errors import ImapError
 from responder.folders import appended_uid, sent_folder, temporary_refusal
-from schemas.config import ImapSettings, reveal
-from schemas.errors import ConfigError
+from schemas.config import ImapSettings
+from schemas.errors import ImapConnectError
+from schemas.imap import close_imap, open_imap
 
 __all__ = ["FiledCopy", "SentFolder"]
 
@@ -96,45 +95,16 @@ class SentFolder:
         return self._folder
 
     def _connect(self) -> IMAPClient:
-        if self._client is not None:
-            return self._client
-        s = self._settings
-        client: IMAPClient | None = None
-        context = ssl.create_default_context()
-        if not s.verify_certificates:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        try:
-            client = IMAPClient(s.host, port=s.port, ssl=s.ssl, ssl_context=context, timeout=self._timeout)
-            client.login(s.username, reveal(s.password))
-        except ConfigError as exc:  # a password reference to a variable that is not set
-            _shut(client)
-            raise ImapError(f"{self._where()}: {exc}", retriable=False) from None
-        except LoginError as exc:
-            _shut(client)
-            raise ImapError(f"{self._where()}: login refused: {exc}", retriable=False) from exc
-        except (OSError, imaplib.IMAP4.error) as exc:
-            _shut(client)
-            raise ImapError(f"{self._where()}: cannot connect: {exc}") from exc
-        self._client = client
-        return client
+        if self._client is None:
+            try:
+                self._client = open_imap(self._settings, self._timeout)
+            except ImapConnectError as exc:
+                raise ImapError(str(exc), retriable=exc.retriable) from exc
+        return self._client
 
     def _where(self) -> str:
         return f"imap {self._settings.username}@{self._settings.host}:{self._settings.port}"
 
     def close(self) -> None:
         client, self._client, self._folder = self._client, None, None
-        _shut(client)
-
-
-def _shut(client: IMAPClient | None) -> None:
-    """Ends a connection that is being thrown away; a failure to say goodbye loses nothing."""
-    if client is None:
-        return
-    try:
-        client.logout()
-    except Exception:
-        try:
-            client.shutdown()
-        except Exception:
-            logger.debug("IMAP connection close failed", exc_info=True)
+        close_imap(client)

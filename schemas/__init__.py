@@ -29,7 +29,7 @@ from schemas.config import (
     SmtpSettings,
     reveal,
 )
-from schemas.errors import ConfigError, EventError, MailroomError, UnknownMailboxError
+from schemas.errors import ConfigError, EventError, ImapConnectError, MailroomError, UnknownMailboxError
 from schemas.events import (
     REPLY_ID_PATTERN,
     Address,
@@ -87,6 +87,7 @@ __all__ = [
     "EventError",
     "FileConfigSource",
     "HeaderField",
+    "ImapConnectError",
     "ImapSettings",
     "IngestCheckpoint",
     "KafkaSettings",

@@ -3,6 +3,7 @@
 MailroomError
 ├── ConfigError          the configuration file or a value in it is invalid
 ├── EventError           bytes on a topic are not a valid event of the expected type
+├── ImapConnectError     a mailbox's IMAP server cannot be reached or refuses the login
 └── UnknownMailboxError  an event names a mailbox the configuration does not have
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["ConfigError", "EventError", "MailroomError", "UnknownMailboxError"]
+__all__ = ["ConfigError", "EventError", "ImapConnectError", "MailroomError", "UnknownMailboxError"]
 
 
 class MailroomError(Exception):
@@ -29,3 +30,11 @@ class EventError(MailroomError):
 
 class UnknownMailboxError(MailroomError):
     """An event names a mailbox the configuration does not have."""
+
+
+class ImapConnectError(MailroomError):
+    """A mailbox's IMAP server cannot be reached (retriable) or refuses the credentials (not retriable)."""
+
+    def __init__(self, message: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable  # type: ignore[misc]  # per instance: a login refusal is final

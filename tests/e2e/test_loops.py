@@ -16,7 +16,7 @@ from deploy.local.mailbox import append_message, fetch_messages, wait_for_messag
 from deploy.local.pipeline import local_mailbox, wait_until
 from deploy.local.smtp import SmtpRelay
 from schemas import topics
-from schemas.events import LetterDecided, ReplyRequested
+from schemas.events import LetterDecided, ReplyRequested, ReplySent
 from schemas.ids import reply_message_id
 from tests.e2e.conftest import PipelineFactory, dump_logs
 from tests.fixtures_mail import MailUser
@@ -175,7 +175,7 @@ def test_a_burst_of_letters_gets_one_reply_per_thread_and_at_most_the_hourly_lim
             "20 decisions",
             lambda: d if len(d := reader.events(topics.LETTERS_DECIDED, LetterDecided)) >= 20 else None,
         )
-        wait_until("the replies", lambda: len(reader.records(topics.REPLY_OUTCOMES)) >= 3)
+        wait_until("the replies", lambda: len(reader.events(topics.REPLY_OUTCOMES, ReplySent)) >= 3)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
     time.sleep(2)
