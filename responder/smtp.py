@@ -92,6 +92,9 @@ class SmtpSender:
                 else:
                     self._reset()
                 raise
+            except ssl.SSLCertVerificationError as exc:  # trying again will not make it trusted
+                self.close()
+                raise SmtpError(f"{self._where()}: certificate not trusted: {exc}", retriable=False) from exc
             except (smtplib.SMTPException, OSError) as exc:
                 self.close()
                 raise SmtpError(f"{self._where()}: {type(exc).__name__}: {exc}") from exc

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import ssl
 import threading
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -37,7 +38,14 @@ class SmtpRelay:
         host: str = "127.0.0.1",
         port: int | None = None,
         users: dict[str, str] | None = None,
+        tls: Literal["none", "starttls", "implicit"] = "none",
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: plain SMTP, STARTTLS offered (and required before MAIL), or TLS from the first byte;
+        the last two need `tls_context` (see deploy.local.tls)."""
+        if tls != "none" and tls_context is None:
+            raise ValueError(f"tls={tls!r} needs a tls_context")
+        self.tls = tls
         self.lmtp_host = lmtp_host
         self.lmtp_port = lmtp_port
         self.host = host
@@ -55,6 +63,9 @@ class SmtpRelay:
             # auth_required=True would make aiosmtpd warn on every connection without TLS, so
             # handle_MAIL enforces it instead; plain AUTH on loopback is the point of this server.
             auth_require_tls=False,
+            tls_context=tls_context if tls == "starttls" else None,
+            require_starttls=tls == "starttls",
+            ssl_context=tls_context if tls == "implicit" else None,
         )
 
     @property
