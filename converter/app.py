@@ -12,13 +12,14 @@ from typing import Any
 
 import faust
 
-from converter.mapping import link_for, record_for, record_of_thread
+from converter.mapping import link_for, record_for
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import DeadLetter, Event, LeadCreated, LetterThreaded, parse_event, utcnow
 from schemas.ledger import TopicLedger, field_of
 from schemas.policy import Source, process_message
+from schemas.records import record_of_thread
 from schemas.settings import WorkerSettings, faust_app_options
 
 __all__ = ["create_app"]

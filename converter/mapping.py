@@ -4,13 +4,13 @@ and a later letter of the thread to a link to that record."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
-from schemas.config import CaseProcessing, LeadProcessing, Mailbox, NoProcessing
+from schemas.config import CaseProcessing, LeadProcessing, Mailbox
 from schemas.events import Address, CaseCreated, LeadCreated, LetterLinked, LetterThreaded
 from schemas.ids import case_id, deterministic_id, lead_id
+from schemas.records import RecordType, makes_record
 
-__all__ = ["NO_SUBJECT", "link_for", "record_for", "record_of_thread", "split_name"]
+__all__ = ["NO_SUBJECT", "link_for", "record_for", "split_name"]
 
 NO_SUBJECT = "(no subject)"
 
@@ -29,19 +29,7 @@ def split_name(sender: Address) -> tuple[str, str]:
     return (first, last) if first else (last, "")
 
 
-def record_of_thread(mailbox: Mailbox, thread_id: str) -> tuple[Literal["lead", "case"], str] | None:
-    """The kind and id of the record a thread of this mailbox has or would have (None: no processing)."""
-    processing = mailbox.processing
-    if isinstance(processing, LeadProcessing):
-        return "lead", lead_id(mailbox.id, thread_id)
-    if isinstance(processing, CaseProcessing):
-        return "case", case_id(mailbox.id, thread_id)
-    return None
-
-
-def link_for(
-    letter: LetterThreaded, record_type: Literal["lead", "case"], record_id: str, now: datetime
-) -> LetterLinked:
+def link_for(letter: LetterThreaded, record_type: RecordType, record_id: str, now: datetime) -> LetterLinked:
     """Links a letter to its thread's record; the id depends on the record and the letter's Message-ID,
     so the same letter read twice (two folders, a replay) makes one link."""
     return LetterLinked(
@@ -65,11 +53,9 @@ def link_for(
 def record_for(letter: LetterThreaded, mailbox: Mailbox, now: datetime) -> LeadCreated | CaseCreated | None:
     """The record a letter creates: only the first letter of a thread, only for lead or case processing,
     and (unless the mailbox says otherwise) only from letters a person wrote."""
+    if not makes_record(letter, mailbox):
+        return None
     processing = mailbox.processing
-    if not letter.starts_thread or isinstance(processing, NoProcessing):
-        return None
-    if processing.ignore_automated and letter.automated_because:
-        return None
     subject = letter.subject.strip() or NO_SUBJECT
     if isinstance(processing, LeadProcessing):
         first, last = split_name(letter.sender)

@@ -11,9 +11,10 @@ from matcher.limits import ReplyHistory
 from matcher.loops import auto_reply_block, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
 from matcher.threads import ThreadIndex
-from schemas.config import AutoResponseRule, LeadProcessing, Mailbox, MailroomConfig, NoProcessing
+from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
 from schemas.events import LetterDecided, LetterReceived, LetterShared, LetterThreaded, ReplyRequested
-from schemas.ids import case_id, deterministic_id, lead_id, reply_id
+from schemas.ids import deterministic_id, reply_id
+from schemas.records import makes_record, record_of_thread
 
 __all__ = ["Outcome", "created_record", "decide", "reply_subject"]
 
@@ -122,18 +123,10 @@ def decide(
 
 
 def created_record(threaded: LetterThreaded, mailbox: Mailbox) -> dict[str, str] | None:
-    """The lead or case the converter makes from this letter, as templates see it (`record`): only the
-    first letter of a thread, only in a mailbox that converts, and unless the mailbox's
-    `ignore_automated` is false only a letter a person wrote. The matcher cannot ask the converter, so
-    it derives the same id from the same facts (schemas.ids: the mailbox and the thread)."""
-    processing = mailbox.processing
-    if not threaded.starts_thread or isinstance(processing, NoProcessing):
-        return None
-    if processing.ignore_automated and threaded.automated_because:
-        return None
-    if isinstance(processing, LeadProcessing):
-        return {"type": "lead", "id": lead_id(mailbox.id, threaded.thread_id)}
-    return {"type": "case", "id": case_id(mailbox.id, threaded.thread_id)}
+    """The lead or case the converter makes from this letter, as templates see it (`record`); the same
+    rule and id as the converter's (schemas.records)."""
+    kind = record_of_thread(mailbox, threaded.thread_id) if makes_record(threaded, mailbox) else None
+    return {"type": kind[0], "id": kind[1]} if kind else None
 
 
 def reply_subject(subject: str) -> str:

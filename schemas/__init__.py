@@ -65,6 +65,7 @@ from schemas.ids import (
     reply_message_id,
 )
 from schemas.loading import ConfigSource, FileConfigSource, load_config, parse_config
+from schemas.records import RecordType, makes_record, record_of_thread
 from schemas.settings import KafkaSettings, WorkerSettings, faust_app_options
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "MailroomError",
     "NoProcessing",
     "Processing",
+    "RecordType",
     "ReplyContent",
     "ReplyFailed",
     "ReplyFiled",
@@ -125,8 +127,10 @@ __all__ = [
     "lead_id",
     "letter_id",
     "load_config",
+    "makes_record",
     "parse_config",
     "parse_event",
+    "record_of_thread",
     "reply_id",
     "reply_message_id",
     "reveal",

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from converter.mapping import NO_SUBJECT, link_for, record_for, record_of_thread, split_name
+from converter.mapping import NO_SUBJECT, link_for, record_for, split_name
 from schemas.events import Address, CaseCreated, LeadCreated, LetterThreaded
 from schemas.ids import case_id, lead_id
+from schemas.records import record_of_thread
 from tests.unit.builders import NOW, mailbox
 
 LEAD = {"type": "lead", "owner": "sam", "source": "web", "channel": "contact-form"}
