@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from imapclient import IMAPClient
 
 from ingest.errors import ImapError, ImapLoginError
+from runtime.imap import close_imap, open_imap
 from schemas.config import ImapSettings
 from schemas.errors import ImapConnectError
-from schemas.imap import close_imap, open_imap
 
 __all__ = ["FetchedLetter", "FolderBatch", "ImapReader"]
 

@@ -8,16 +8,14 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from runtime.settings import KafkaSettings
 from schemas import topics
 from schemas.errors import MailroomError
 from schemas.events import Event, IngestCheckpoint, parse_event
-from schemas.settings import KafkaSettings
 
 __all__ = ["PublishError", "Publisher", "read_checkpoints"]
 
 logger = logging.getLogger(__name__)
-
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class PublishError(MailroomError):
@@ -35,7 +33,7 @@ class Publisher:
             bootstrap_servers=kafka.bootstrap_servers,
             acks="all",
             linger_ms=5,
-            max_request_size=MAX_REQUEST_BYTES,
+            max_request_size=kafka.max_message_bytes,
             client_id="mailroom-ingest",
         )
 

@@ -8,8 +8,8 @@ import threading
 
 from ingest.app import Ingest
 from ingest.kafka import Publisher, read_checkpoints
+from runtime.settings import WorkerSettings
 from schemas.config import MailroomConfig
-from schemas.settings import WorkerSettings
 
 __all__ = ["run"]
 

@@ -13,9 +13,9 @@ from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
+from runtime.text import unmangle
 from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
-from schemas.text import unmangle
 
 __all__ = [
     "SYNTHETIC_DOMAIN",

@@ -8,8 +8,8 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.errors import TopicAlreadyExistsError
 
+from runtime.settings import KafkaSettings
 from schemas import topics
-from schemas.settings import KafkaSettings
 
 __all__ = ["STREAM_WORKERS", "create_topics", "rewind_workers"]
 
@@ -21,8 +21,6 @@ STREAM_WORKERS = {
     "responder": (topics.REPLIES_REQUESTED,),
 }
 """The topics each stream worker reads."""
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def _admin(kafka: KafkaSettings) -> KafkaAdminClient:
@@ -39,7 +37,7 @@ def create_topics(kafka: KafkaSettings) -> list[str]:
             name = kafka.topic(spec)
             if name in existing:
                 continue
-            config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+            config = {"max.message.bytes": str(kafka.max_message_bytes)}
             if spec.compacted:
                 config["cleanup.policy"] = "compact"
             if spec.kept_forever:
@@ -57,7 +55,7 @@ def create_topics(kafka: KafkaSettings) -> list[str]:
 def rewind_workers(kafka: KafkaSettings, workers: list[str]) -> dict[str, int]:
     """Moves the named workers' consumer groups back to the start of their input topics.
 
-    The workers must be stopped. Their tables (what was already sent or created) stay, so a replay
+    The workers must be stopped. Their ledgers (what was already sent or created) stay, so a replay
     re-derives every event but sends no second reply and creates no second record.
     """
     admin = _admin(kafka)

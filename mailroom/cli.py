@@ -12,14 +12,13 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from responder.render import check_templates
+from runtime.loading import load_config
+from runtime.settings import WorkerSettings
 from schemas.config import MailroomConfig
 from schemas.errors import ConfigError
 from schemas.events import utcnow
-from schemas.loading import load_config
-from schemas.settings import WorkerSettings
 
 __all__ = ["main"]
 
@@ -61,7 +60,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             from ingest.main import run
 
             return run(settings, config, once=args.once)
-        app = importlib.import_module(f"{args.command}.app").create_app(settings, config)
+        worker = importlib.import_module(f"{args.command}.app").create_worker(settings, config)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
-    return _run_faust(app, settings.log_level)
+    from runtime.stream import run_worker
+
+    return run_worker(worker)
 
 
 def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
@@ -115,15 +117,6 @@ def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
     except (KafkaError, RuntimeError) as exc:
         print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
         return 1
-    return 0
-
-
-def _run_faust(app: Any, log_level: str) -> int:
-    """Runs a stream worker's faust app in this process until SIGTERM."""
-    import faust
-
-    level = {"WARNING": "warn", "CRITICAL": "crit"}.get(log_level.upper(), log_level.lower())
-    faust.Worker(app, loglevel=level, quiet=True).execute_from_commandline()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""I/O edge: the matcher's faust app. Reads received letters, remembers threads, publishes what comes next.
+"""I/O edge: the matcher's stream handler. Reads received letters, remembers threads, publishes what comes
+next.
 
 Thread membership (mailbox, Message-ID -> thread) is the matcher's ledger: it is read back from the
 threaded letters and the reply requests it published, which carry every letter's and reply's thread.
@@ -7,50 +8,28 @@ threaded letters and the reply requests it published, which carry every letter's
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import faust
 
 from matcher.decision import decide
 from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
+from runtime.ledger import TopicLedger
+from runtime.policy import Source
+from runtime.settings import WorkerSettings
+from runtime.stream import Emitter, StreamWorker
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import EventError, UnknownMailboxError
-from schemas.events import (
-    DeadLetter,
-    Event,
-    LetterReceived,
-    LetterThreaded,
-    ReplyRequested,
-    parse_event,
-    utcnow,
-)
-from schemas.ledger import TopicLedger
-from schemas.policy import Source, process_message
-from schemas.settings import WorkerSettings, faust_app_options
+from schemas.events import LetterReceived, LetterThreaded, ReplyRequested, parse_event, utcnow
 
-__all__ = ["create_app"]
+__all__ = ["create_worker"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "matcher"
 
 
-def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
-    app = faust.App(**faust_app_options(STAGE, settings))
-    received = app.topic(settings.kafka.topic(topics.LETTERS_RECEIVED), key_type=bytes, value_type=bytes)
-    out = {
-        spec.name: app.topic(settings.kafka.topic(spec), key_type=bytes, value_type=bytes)
-        for spec in (
-            topics.LETTERS_THREADED,
-            topics.LETTERS_SHARED,
-            topics.LETTERS_DECIDED,
-            topics.REPLIES_REQUESTED,
-            topics.DEAD_LETTERS,
-        )
-    }
+def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
     threads = ThreadIndex()
     history = ReplyHistory()
 
@@ -67,31 +46,38 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
         threads.remember_reply(reply)
         history.remember(reply)
 
-    ledger = TopicLedger(settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember)
-    ledger.follow(app)
+    def forget() -> None:
+        threads.clear()
+        history.clear()
+
+    ledger = TopicLedger(
+        settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember, forget
+    )
     rules = {box.id: compile_rules(box) for box in config.mailboxes}
+    letters: dict[tuple[int, int], LetterReceived] = {}
+    """The letter of the message under way, by (partition, offset), for its dead letter should it fail."""
 
-    async def send(spec: topics.TopicSpec, key: str, event: Event) -> None:
-        sent = await out[spec.name].send(key=key.encode(), value=event.to_bytes())
-        await sent  # wait for the broker: the offset is committed only after this returns
-
-    async def handle_letter(letter: LetterReceived) -> None:
+    async def handle(source: Source, out: Emitter) -> None:
+        letter = parse_event(LetterReceived, source.value)
+        letters[(source.partition, source.offset)] = letter
         mailbox = config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
-        await ledger.ensure_current()
         outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, history, utcnow())
-        await send(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
-        await send(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
+        out.emit(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
+        out.emit(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:
-            await send(topics.REPLIES_REQUESTED, mailbox.id, reply)
-        await send(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
+            out.emit(topics.REPLIES_REQUESTED, mailbox.id, reply)
+        out.emit(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
+        # Remembered now, not when the broker acknowledges: the next letter of the batch may answer this
+        # one. Should the broker not take them, the stream loop rewinds the ledger and the consumer.
         threads.remember_letter(outcome.threaded)
         for reply in outcome.replies:
             threads.remember_reply(reply)
             history.remember(reply)
         logger.info(
-            "%s: letter %s thread %s%s, replies %d%s",
+            "%s: %s letter %s thread %s%s, replies %d%s",
+            source.where(),
             letter.mailbox_id,
             letter.headers.message_id,
             outcome.threaded.thread_id,
@@ -99,25 +85,13 @@ def create_app(settings: WorkerSettings, config: MailroomConfig) -> faust.App:
             len(outcome.replies),
             f", no auto-reply: {outcome.decided.skipped_because}" if outcome.decided.skipped_because else "",
         )
+        letters.pop((source.partition, source.offset), None)
 
-    async def publish_dead(dead: DeadLetter) -> None:
-        await send(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
-
-    async def process(event: faust.EventT[Any]) -> None:
-        msg = event.message
-        source = Source(STAGE, msg.topic, msg.partition, msg.offset, event.key, event.value)
-        logger.debug("%s: received", source.where())
-        parsed: list[LetterReceived] = []
-
-        async def handle() -> None:
-            parsed.append(parse_event(LetterReceived, event.value))
-            await handle_letter(parsed[-1])
-
-        await process_message(source, handle, publish_dead, letter=lambda: parsed[-1] if parsed else None)
-
-    @app.agent(received)
-    async def match(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            await process(event)
-
-    return app
+    return StreamWorker(
+        STAGE,
+        settings.kafka,
+        topics.LETTERS_RECEIVED,
+        handle,
+        ledger,
+        letter_of=lambda source: letters.pop((source.partition, source.offset), None),
+    )

@@ -41,6 +41,10 @@ class ReplyHistory:
                 reply.occurred_at
             )
 
+    def clear(self) -> None:
+        self._by_thread.clear()
+        self._by_recipient.clear()
+
     def limit(
         self,
         mailbox_id: str,

@@ -79,5 +79,9 @@ class ThreadIndex:
             reply.mailbox_id, reply_message_id(reply.reply_id, reply.mailbox_email), reply.thread_id, False
         )
 
+    def clear(self) -> None:
+        self._threads.clear()
+        self._starters.clear()
+
     def __len__(self) -> int:
         return len(self._threads)

@@ -14,9 +14,9 @@ from email import policy
 from email.headerregistry import AddressHeader
 
 from matcher.letter import ParsedLetter
+from runtime.text import unmangle
 from schemas.config import ConditionField, HeaderField
 from schemas.events import Address, LetterReceived
-from schemas.text import unmangle
 
 __all__ = ["FieldKey", "LetterView", "view_of"]
 

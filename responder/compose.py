@@ -14,10 +14,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from responder.render import RenderedReply, one_line, render, template_variables
+from runtime.text import html_to_text
 from schemas.config import Mailbox
 from schemas.events import Address, ReplyRequested
 from schemas.ids import LOOP_MARKER_HEADER, reply_message_id
-from schemas.text import html_to_text
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

@@ -16,9 +16,9 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from responder.errors import ImapError
 from responder.folders import appended_uid, sent_folder, temporary_refusal
+from runtime.imap import close_imap, open_imap
 from schemas.config import ImapSettings
 from schemas.errors import ImapConnectError
-from schemas.imap import close_imap, open_imap
 
 __all__ = ["FiledCopy", "SentFolder"]
 

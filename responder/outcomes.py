@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.ledger import field_of
 from schemas.errors import EventError
 from schemas.events import (
     ReplyFailed,
@@ -19,7 +20,6 @@ from schemas.events import (
     event_type_of,
     parse_event,
 )
-from schemas.ledger import field_of
 
 __all__ = ["Done", "File", "Outcomes", "Send", "Step"]
 
@@ -96,6 +96,10 @@ class Outcomes:
             return Done(self._done[reply_id])
         unfiled = self._unfiled.get(reply_id)
         return File(unfiled) if unfiled is not None else Send()
+
+    def clear(self) -> None:
+        self._done.clear()
+        self._unfiled.clear()
 
     def __len__(self) -> int:
         return len(self._done) + len(self._unfiled)

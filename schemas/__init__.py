@@ -1,6 +1,7 @@
 """The contract between mailroom's workers: events, topic names, configuration models, ids and errors.
 
-Workers never import each other; they share only this package.
+What travels, and nothing of how a worker runs (that is `runtime/`): importable with pydantic alone, so a
+downstream system that reads the lead or case topics needs nothing else.
 """
 
 from __future__ import annotations
@@ -64,9 +65,7 @@ from schemas.ids import (
     reply_id,
     reply_message_id,
 )
-from schemas.loading import ConfigSource, FileConfigSource, load_config, parse_config
 from schemas.records import RecordType, makes_record, record_of_thread
-from schemas.settings import KafkaSettings, WorkerSettings, faust_app_options
 
 __all__ = [
     "LOOP_MARKER_HEADER",
@@ -81,17 +80,14 @@ __all__ = [
     "ConditionField",
     "ConditionOperator",
     "ConfigError",
-    "ConfigSource",
     "DeadLetter",
     "EnvSecret",
     "Event",
     "EventError",
-    "FileConfigSource",
     "HeaderField",
     "ImapConnectError",
     "ImapSettings",
     "IngestCheckpoint",
-    "KafkaSettings",
     "LeadCreated",
     "LeadProcessing",
     "LetterDecided",
@@ -119,16 +115,12 @@ __all__ = [
     "SmtpSecurity",
     "SmtpSettings",
     "UnknownMailboxError",
-    "WorkerSettings",
     "case_id",
     "deterministic_id",
     "event_type_of",
-    "faust_app_options",
     "lead_id",
     "letter_id",
-    "load_config",
     "makes_record",
-    "parse_config",
     "parse_event",
     "record_of_thread",
     "reply_id",

@@ -12,7 +12,6 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Protocol
 
-import re2
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -127,7 +126,10 @@ class Regex(Protocol):
 def compile_regex(pattern: str, case_sensitive: bool) -> Regex:
     """The pattern compiled by RE2 with at most REGEX_MAX_MEM; ValueError when invalid or too large.
 
-    Cached, so validating a configuration and compiling its rules compile each pattern once."""
+    Cached, so validating a configuration and compiling its rules compile each pattern once. RE2 is
+    imported here, not with the module: reading events needs pydantic alone."""
+    import re2
+
     options = re2.Options()
     options.max_mem = REGEX_MAX_MEM
     options.case_sensitive = case_sensitive

@@ -1,6 +1,6 @@
 """Configuration models: mailboxes, their servers, processing and auto-response rules.
 
-Pure data validated by pydantic; `schemas.loading` turns a YAML file into a `MailroomConfig`.
+Pure data validated by pydantic; `runtime.loading` turns a YAML file into a `MailroomConfig`.
 """
 
 from __future__ import annotations

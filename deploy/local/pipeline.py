@@ -18,9 +18,9 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from runtime.settings import KafkaSettings
 from schemas import topics
 from schemas.events import Event, event_type_of, parse_event
-from schemas.settings import KafkaSettings
 
 __all__ = ["WORKERS", "Pipeline", "TopicReader", "local_mailbox", "wait_until"]
 
@@ -85,6 +85,7 @@ class Pipeline:
         namespace: str = "",
         partitions: int = 2,
         poll_seconds: float = 0.5,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ class Pipeline:
             bootstrap_servers=bootstrap_servers, partitions=partitions, namespace=namespace
         )
         self._poll_seconds = poll_seconds
+        self._extra_env = dict(env or {})
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def env(self) -> dict[str, str]:
@@ -109,6 +111,7 @@ class Pipeline:
             MAILROOM_KAFKA_SESSION_TIMEOUT_SECONDS="6",
             PYTHONPATH=str(ROOT),
         )
+        env.update(self._extra_env)
         return env
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

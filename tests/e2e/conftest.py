@@ -14,7 +14,8 @@ import pytest
 
 from deploy.local.pipeline import Pipeline, TopicReader
 
-PipelineFactory = Callable[[dict[str, Any]], tuple[Pipeline, TopicReader]]
+PipelineFactory = Callable[..., tuple[Pipeline, TopicReader]]
+"""`make(config, **env)`: a pipeline of `config` with extra MAILROOM_* settings, and its topic reader."""
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,9 @@ def pipeline_factory(kafka_servers: str) -> Iterator[PipelineFactory]:
     made: list[tuple[Pipeline, TopicReader]] = []
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-e2e-"))
 
-    def make(config: dict[str, Any]) -> tuple[Pipeline, TopicReader]:
+    def make(config: dict[str, Any], **env: str) -> tuple[Pipeline, TopicReader]:
         namespace = f"t{secrets.token_hex(4)}"
-        pipeline = Pipeline(config, kafka_servers, workdir / namespace, namespace=namespace)
+        pipeline = Pipeline(config, kafka_servers, workdir / namespace, namespace=namespace, env=env)
         reader = TopicReader(pipeline.kafka)
         made.append((pipeline, reader))
         return pipeline, reader

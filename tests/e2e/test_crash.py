@@ -39,7 +39,9 @@ def test_500_threads_make_exactly_500_leads_while_the_converter_is_killed(
                     processing={"type": "lead"},
                 ),
             ]
-        }
+        },
+        # Small batches, so that a kill lands mid-stream: 500 letters are one batch by default.
+        MAILROOM_KAFKA_BATCH_RECORDS="10",
     )
     with IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False) as imap:
         imap.login(desk.address, desk.password)

@@ -18,10 +18,10 @@ from deploy.local.pipeline import TopicReader, local_mailbox
 from ingest.app import Ingest
 from ingest.kafka import Publisher, read_checkpoints
 from mailroom.admin import create_topics
+from runtime.loading import parse_config
+from runtime.settings import KafkaSettings
 from schemas import topics
 from schemas.events import DeadLetter, IngestCheckpoint, LetterReceived, parse_event
-from schemas.loading import parse_config
-from schemas.settings import KafkaSettings
 from tests.fixtures_mail import MailUser
 from tests.letters import letter
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matcher.rules import LetterView, compile_rules
+from runtime.loading import parse_config
 from schemas.config import AutoResponseRule, Condition, ReplyPolicy
 from schemas.events import Address
-from schemas.loading import parse_config
 from tests.unit.builders import condition, mailbox, rule
 
 ANN = Address(name="Ann Lee", address="ann@customer.example")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from runtime.loading import parse_config
 from schemas.conditions import (
     REGEX_MAX_MEM,
     Condition,
@@ -20,7 +21,6 @@ from schemas.conditions import (
 )
 from schemas.config import AutoResponseRule
 from schemas.errors import ConfigError
-from schemas.loading import parse_config
 from tests.unit.builders import condition
 
 

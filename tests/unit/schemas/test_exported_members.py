@@ -44,6 +44,6 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_the_package_reexports_the_contract_of_its_modules() -> None:
-    for name in ("config", "errors", "events", "ids", "loading", "settings"):
+    for name in ("config", "errors", "events", "ids", "records"):
         module = getattr(schemas, name)
         assert set(module.__all__) <= set(schemas.__all__), name

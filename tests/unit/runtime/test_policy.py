@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from runtime.policy import MAX_BACKOFF_SECONDS, Source, process_guarded, process_message
 from schemas.errors import MailroomError
 from schemas.events import DeadLetter
-from schemas.policy import MAX_BACKOFF_SECONDS, Source, process_guarded, process_message
 
 
 class _Flaky(MailroomError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.text import html_to_text
+from runtime.text import html_to_text
 
 
 @pytest.mark.parametrize(

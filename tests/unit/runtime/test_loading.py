@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.loading import FileConfigSource, load_config, parse_config
 from schemas.config import ConditionOperator, EnvSecret, LeadProcessing, ReplyPolicy
 from schemas.errors import ConfigError
-from schemas.loading import FileConfigSource, load_config, parse_config
 
 GOOD = """
 templates:

@@ -5,9 +5,6 @@ which leads exist from the leads topic, the responder which replies went out fro
 A ledger reads its topics from the start, and again up to their current end whenever the worker gets
 partitions, before it handles anything: a record written just before a crash, or by the instance that
 held the partition before, is seen, and the work is not done twice.
-
-This replaces faust tables on purpose: their changelog recovery races the stream's seek at start and can
-skip a message (faust-streaming issue 596).
 """
 
 from __future__ import annotations
@@ -17,12 +14,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from runtime.settings import KafkaSettings
 from schemas.errors import MailroomError
-from schemas.settings import KafkaSettings
 from schemas.topics import TopicSpec
 
 __all__ = ["LedgerError", "TopicLedger", "field_of"]
@@ -41,9 +37,16 @@ class LedgerError(MailroomError):
 class TopicLedger:
     """Feeds every message of `specs` to `fold`, once each, oldest first per partition."""
 
-    def __init__(self, kafka: KafkaSettings, specs: Sequence[TopicSpec], fold: Fold) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        specs: Sequence[TopicSpec],
+        fold: Fold,
+        forget: Callable[[], None] = lambda: None,
+    ) -> None:
         self._names = {kafka.topic(spec): spec for spec in specs}
         self._fold = fold
+        self._forget = forget
         self._consumer = KafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
         )
@@ -83,14 +86,12 @@ class TopicLedger:
             logger.info("ledger: %d records read from %s", read, ", ".join(self._names))
         return read
 
-    def follow(self, app: Any) -> None:
-        """Marks the ledger stale whenever the faust `app` gets partitions."""
-
-        async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
-            self.stale = True
-
-        self._on_assigned = assigned  # the signal may hold receivers weakly
-        app.on_partitions_assigned.connect(assigned)
+    def rewind(self) -> None:
+        """Forgets everything folded (`forget`) and reads the topics again from the start before the next
+        message is handled: what the worker remembered of outputs the broker never took is gone."""
+        self._forget()
+        self._assigned = []
+        self.stale = True
 
     async def ensure_current(self) -> None:
         """Catches up (in a thread: kafka-python blocks) if the worker got partitions since the last time."""

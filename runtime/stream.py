@@ -1,0 +1,275 @@
+"""I/O: the one stream loop every stream worker runs (matcher, converter, responder), on aiokafka.
+
+For each batch the consumer gives: bring the worker's ledger up to date (after it got partitions), handle
+each message under the error policy, send every output without waiting for each acknowledgement in turn,
+wait for them all, then commit the batch's offsets. So a message's offset is committed only after all its
+outputs are on the broker (at least once), while many sends are in flight together.
+
+A handler emits its outputs through an `Emitter`; they are sent only when it returns, so a message that
+fails and is tried again, or dead-lettered, has sent nothing half-way. A step that must be on the broker
+before the next one begins (the responder's ReplySent before it files the copy) uses `Emitter.publish`.
+
+When the broker does not take a batch's outputs, the worker forgets what it did since its last commit:
+its ledger is read again from the start and the consumer goes back to the committed offsets, so nothing
+is lost and, outputs having deterministic ids, nothing is made twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from runtime.ledger import TopicLedger
+from runtime.policy import Source, process_message
+from runtime.settings import KafkaSettings
+from schemas import topics
+from schemas.errors import MailroomError
+from schemas.events import DeadLetter, Event, LetterReceived
+
+__all__ = [
+    "Emitter",
+    "Handler",
+    "Output",
+    "PublishFailedError",
+    "StreamWorker",
+    "run_worker",
+]
+
+logger = logging.getLogger(__name__)
+
+_PRODUCER_BATCH_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Output:
+    """An event to publish: its topic, its key, and its bytes (serialized when emitted, so an event that
+    cannot be serialized fails its own message, not the batch)."""
+
+    spec: topics.TopicSpec
+    key: str
+    value: bytes
+
+
+Publish = Callable[[Output], Awaitable[None]]
+
+
+class Emitter:
+    """What a handler publishes for the message it handles."""
+
+    def __init__(self, publish_now: Publish) -> None:
+        self._publish_now = publish_now
+        self.outputs: list[Output] = []
+
+    def emit(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
+        """Queues `event`; it is sent when the handler returns, and acknowledged before the commit."""
+        self.outputs.append(Output(spec, key, event.to_bytes()))
+
+    async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
+        """Sends `event` now and returns when the broker has it."""
+        await self._publish_now(Output(spec, key, event.to_bytes()))
+
+
+Handler = Callable[[Source, Emitter], Awaitable[None]]
+"""Handles one consumed message; raises to hand the message to the error policy."""
+
+
+class PublishFailedError(MailroomError):
+    """The broker did not acknowledge an output; the message is tried again."""
+
+    retriable = True
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, worker: StreamWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        logger.info("%s: partitions assigned: %s", self._worker.stage, _names(assigned))
+        if self._worker.ledger is not None:
+            self._worker.ledger.stale = True
+
+
+class StreamWorker:
+    """Consumes `source` in the worker's consumer group and runs `handle` on each message.
+
+    `concurrent_keys`: messages of different keys (mailboxes) are handled concurrently, each key's in
+    order (the responder: one mailbox's slow SMTP server does not hold up the others'). `letter_of` gives
+    the raw letter a failed message carries, kept in its dead letter instead of the event's bytes."""
+
+    def __init__(
+        self,
+        stage: str,
+        kafka: KafkaSettings,
+        source: topics.TopicSpec,
+        handle: Handler,
+        ledger: TopicLedger | None = None,
+        concurrent_keys: bool = False,
+        letter_of: Callable[[Source], LetterReceived | None] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.kafka = kafka
+        self.source = source
+        self.ledger = ledger
+        self._handle = handle
+        self._concurrent_keys = concurrent_keys
+        self._letter_of = letter_of
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop` is set; the batch under way is finished and committed first."""
+        k = self.kafka
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=k.bootstrap_servers,
+            client_id=f"mailroom-{self.stage}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=_PRODUCER_BATCH_BYTES,
+            max_request_size=k.max_message_bytes,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers,
+            client_id=f"mailroom-{self.stage}",
+            group_id=k.group(self.stage),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(k.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(max(1.0, k.session_timeout_seconds / 10) * 1000),
+            max_partition_fetch_bytes=k.max_message_bytes,
+            fetch_max_bytes=max(k.max_message_bytes, 50 * 1024 * 1024),
+        )
+        await self._producer.start()
+        try:
+            self._consumer.subscribe([k.topic(self.source)], listener=_Assignments(self))
+            await self._consumer.start()
+            logger.info("%s: consuming %s as %s", self.stage, k.topic(self.source), k.group(self.stage))
+            await self._loop(self._consumer, stop)
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+            if self.ledger is not None:
+                self.ledger.close()
+
+    async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=500, max_records=self.kafka.batch_records
+            )
+            if not batch:
+                continue
+            try:
+                await self._process(batch)
+            except PublishFailedError as exc:
+                logger.error("%s: %s; going back to the last commit in %.1f s", self.stage, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                await self._rewind(consumer, batch)
+                continue
+            backoff = 0.5
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # The partitions moved to another instance meanwhile: it handles them again, idempotently.
+                logger.warning("%s: commit of %s failed: %s", self.stage, _names(offsets), exc)
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        if self.ledger is not None:
+            await self.ledger.ensure_current()
+        pending: list[asyncio.Future[Any]] = []
+        records = [record for part in batch.values() for record in part]
+        if self._concurrent_keys:
+            by_key: dict[bytes | None, list[Any]] = defaultdict(list)
+            for record in records:
+                by_key[record.key].append(record)
+            await asyncio.gather(*(self._handle_all(group, pending) for group in by_key.values()))
+        else:
+            await self._handle_all(records, pending)
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise PublishFailedError(
+                f"the broker did not take {len(failed)} of {len(results)} events: {failed[0]}"
+            )
+
+    async def _handle_all(self, records: Iterable[Any], pending: list[asyncio.Future[Any]]) -> None:
+        for record in records:
+            source = Source(
+                self.stage, record.topic, record.partition, record.offset, record.key, record.value
+            )
+            for output in await self._handle_one(source):
+                pending.append(await self._send(output))
+
+    async def _handle_one(self, source: Source) -> list[Output]:
+        """The outputs of one message under the error policy: its handler's, or its dead letter."""
+        emitter = Emitter(self._publish_now)
+
+        async def handle() -> None:
+            emitter.outputs.clear()  # what a failed try emitted is not sent
+            await self._handle(source, emitter)
+
+        async def publish_dead(dead: DeadLetter) -> None:
+            emitter.outputs.clear()
+            emitter.emit(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
+
+        def letter() -> LetterReceived | None:
+            return self._letter_of(source) if self._letter_of is not None else None
+
+        await process_message(source, handle, publish_dead, letter=letter)
+        return emitter.outputs
+
+    async def _send(self, output: Output) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        future: asyncio.Future[Any] = await self._producer.send(
+            self.kafka.topic(output.spec), key=output.key.encode(), value=output.value
+        )
+        return future
+
+    async def _publish_now(self, output: Output) -> None:
+        try:
+            await (await self._send(output))
+        except KafkaError as exc:
+            raise PublishFailedError(
+                f"the broker did not take an event for {output.spec.name}: {exc}"
+            ) from exc
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Forgets what was done since the last commit: the ledger is read again from the start and the
+        consumer goes back to the committed offsets."""
+        if self.ledger is not None:
+            self.ledger.rewind()
+        for tp, records in batch.items():
+            committed = await consumer.committed(tp)
+            consumer.seek(tp, committed if committed is not None else records[0].offset)
+
+
+def _names(partitions: Iterable[Any]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
+
+
+def run_worker(worker: StreamWorker) -> int:
+    """Runs a stream worker in this process until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+
+    asyncio.run(main())
+    logger.info("%s: stopped", worker.stage)
+    return 0
