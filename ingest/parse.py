@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
+from runtime.mail import POLICY
 from runtime.text import unmangle
 from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
@@ -27,7 +27,7 @@ __all__ = [
 
 SYNTHETIC_DOMAIN = "mailroom.invalid"
 _ID = re.compile(r"<([^<>]*)>")
-_PARSER = BytesHeaderParser(policy=policy.default)
+_PARSER = BytesHeaderParser(policy=POLICY)
 
 
 def normalize_message_id(value: str) -> str:

@@ -1,17 +1,34 @@
-"""Pure: parses a whole letter once into what rules, loop guards and records need; never raises."""
+"""Pure: parses a whole letter once into what rules, loop guards and records need; never raises.
+
+The letter's structure is read with the email package's compat32 policy, whose header handling is plain
+text: the `policy.default` header registry parses a Content-Type again each time a part is asked for its
+type (dozens of times per letter), which made this the matcher's costliest step. Header values are kept
+as the letter has them (white space folded); `matcher/view.py` decodes RFC 2047 words where a condition
+reads them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import Compat32
 
-from schemas.text import html_to_text
+from runtime.text import html_to_text
 
 __all__ = ["ParsedLetter", "parse_letter"]
 
-_PARSER = BytesParser(policy=policy.default)
+
+
+class _RawHeaders(Compat32):
+    """compat32, but a header value is always the text it was parsed from (8-bit bytes as surrogate
+    escapes), never a `Header` object."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_PARSER = BytesParser(_class=EmailMessage, policy=_RawHeaders())
 
 
 @dataclass(frozen=True)
@@ -52,10 +69,7 @@ def parse_letter(raw: bytes) -> ParsedLetter:
 
 
 def _header_text(value: object) -> str:
-    try:
-        return " ".join(str(value).split())
-    except Exception:  # a header the registry cannot decode: keep what the bytes say
-        return repr(value)
+    return " ".join(str(value).split())
 
 
 def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
@@ -66,14 +80,21 @@ def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
         return None
     if part is None or part.get_content_type() != f"text/{subtype}":
         return None
+    return _text(part, defects)
+
+
+def _text(part: Message, defects: list[str]) -> str | None:
+    """A text part's content (transfer encoding undone, charset decoded), as `get_content` gives it."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None
+    charset = part.get_content_charset() or "us-ascii"
     try:
-        content = part.get_content()
-        return content if isinstance(content, str) else None
+        return payload.decode(charset, "replace")
     except (LookupError, UnicodeError, ValueError, AssertionError):
         # Unknown or lying charset: keep what can be read rather than nothing.
         defects.append("UndecodableBody")
-        payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None
+        return payload.decode("utf-8", "replace")
 
 
 def _attachments(msg: EmailMessage, defects: list[str]) -> list[object]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import AddressHeader
 
 from matcher.letter import ParsedLetter
+from runtime.mail import POLICY
 from runtime.text import unmangle
 from schemas.config import ConditionField, HeaderField
 from schemas.events import Address, LetterReceived
@@ -22,7 +22,7 @@ __all__ = ["FieldKey", "LetterView", "view_of"]
 
 FieldKey = ConditionField | HeaderField
 
-_HEADER = policy.default.header_factory
+_HEADER = POLICY.header_factory
 
 
 @dataclass(frozen=True, kw_only=True)

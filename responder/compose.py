@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from responder.render import RenderedReply, one_line, render, template_variables
+from runtime.mail import POLICY, SMTP_POLICY, SMTPUTF8_POLICY
 from runtime.text import html_to_text
 from schemas.config import Mailbox
 from schemas.events import Address, ReplyRequested
@@ -53,7 +53,7 @@ def compose(
     auto: bool = True,
 ) -> EmailMessage:
     """The reply as a message. Header values are built by the email package, which refuses CR/LF in them."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = _header_address(sender)
     msg["To"] = [_header_address(a) for a in to]
     msg["Subject"] = reply.subject
@@ -139,7 +139,7 @@ def outgoing(request: ReplyRequested, mailbox: Mailbox, now: datetime) -> Outgoi
     if not recipients:
         raise ValueError("the reply has no recipient")
     international = not all(a.isascii() for a in (sender, *recipients))
-    data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
+    data = message.as_bytes(policy=SMTPUTF8_POLICY if international else SMTP_POLICY)
     if len(data) > MAX_MESSAGE_BYTES:
         raise ValueError(f"the reply is {len(data)} bytes, over the limit of {MAX_MESSAGE_BYTES}")
     return Outgoing(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -81,10 +82,17 @@ def check_templates(config: MailroomConfig) -> None:
                 raise ConfigError(f"mailbox {box.id!r}, rule {rule.id!r}: template {exc}") from None
 
 
+@lru_cache(maxsize=1024)
+def _compiled(source: str, html: bool) -> Template:
+    """A template compiled once and reused for every reply it renders (compiling costs far more than
+    rendering); a new configuration brings new sources."""
+    return (_HTML if html else _PLAIN).from_string(source)
+
+
 def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
     try:
-        subject = _PLAIN.from_string(template.subject).render(variables)
-        body = _env(template).from_string(template.body).render(variables)
+        subject = _compiled(template.subject, False).render(variables)
+        body = _compiled(template.body, template.type == "html").render(variables)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"syntax error on line {exc.lineno}: {exc.message}") from None
     except SecurityError as exc:
