@@ -19,7 +19,6 @@ from runtime.text import html_to_text
 __all__ = ["ParsedLetter", "parse_letter"]
 
 
-
 class _RawHeaders(Compat32):
     """compat32, but a header value is always the text it was parsed from (8-bit bytes as surrogate
     escapes), never a `Header` object."""
