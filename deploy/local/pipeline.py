@@ -134,24 +134,30 @@ class Pipeline:
         path = self.log_path(worker)
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self, workers: Iterable[str] = WORKERS) -> None:
+    def start(self, workers: Iterable[str] = WORKERS, copies: int = 1) -> None:
+        """Starts each worker in `copies` processes (the copies of a stream worker share its consumer
+        group); a copy after the first is named `worker.2`, `worker.3`, ..."""
         self.cli("topics")
         for worker in workers:
-            with self.log_path(worker).open("ab") as log:
-                self._procs[worker] = subprocess.Popen(
-                    [sys.executable, "-m", "mailroom", worker],
-                    env=self.env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            for copy in range(1, copies + 1):
+                name = worker if copy == 1 else f"{worker}.{copy}"
+                with self.log_path(name).open("ab") as log:
+                    self._procs[name] = subprocess.Popen(
+                        [sys.executable, "-m", "mailroom", worker],
+                        env=self.env(),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
 
     def stop(
         self, workers: Iterable[str] | None = None, sig: int = signal.SIGTERM, timeout: float = 30.0
     ) -> None:
-        """Stops workers (all by default): SIGTERM and a wait, then SIGKILL; SIGKILL at once if asked."""
-        names = list(self._procs) if workers is None else list(workers)
+        """Stops workers (all by default, every copy of each named one): SIGTERM and a wait, then SIGKILL;
+        SIGKILL at once if asked."""
+        wanted = None if workers is None else set(workers)
+        names = [name for name in self._procs if wanted is None or name.partition(".")[0] in wanted]
         for name in names:
             proc = self._procs.get(name)
             if proc is not None and proc.poll() is None:

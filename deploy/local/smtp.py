@@ -7,6 +7,7 @@ import logging
 import smtplib
 import ssl
 import threading
+import time
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -21,11 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 class Received(NamedTuple):
-    """One message the relay accepted and delivered: the SMTP envelope and the raw bytes."""
+    """One message the relay accepted and delivered: the SMTP envelope, the raw bytes, and when (epoch
+    seconds) it was accepted."""
 
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: float = 0.0
 
 
 class SmtpRelay:
@@ -151,7 +154,7 @@ class SmtpRelay:
             # One reply per DATA: report the first failure; recipients already delivered keep their copy.
             return failures[0]
         with self._lock:
-            self._received.append(Received(mail_from, list(envelope.rcpt_tos), data))
+            self._received.append(Received(mail_from, list(envelope.rcpt_tos), data, time.time()))
         return "250 OK delivered"
 
     def _lmtp(self, mail_from: str, rcpt: str, data: bytes | None) -> tuple[int, str]:
