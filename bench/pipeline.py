@@ -209,6 +209,37 @@ class Bench:
         return latencies
 
 
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process on this machine: each worker
+    type (all its copies), the Kafka broker, Dovecot's processes by name, and this process (APPENDs and
+    the SMTP relay). Processes that ended meanwhile are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == os.getpid():
+            name = "bench (APPENDs, SMTP relay)"
+        elif b"mailroom" in args and len(args) > 3:
+            name = args[args.index(b"mailroom") + 1].decode()
+        elif b"kafka.Kafka" in args:
+            name = "kafka"
+        elif comm in ("imap", "lmtp", "dovecot", "auth", "imap-login", "anvil", "log", "config", "stats"):
+            name = f"dovecot {comm}"
+        else:
+            continue
+        found[name] = found.get(name, 0.0) + seconds
+    return found
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -240,7 +271,9 @@ def main() -> None:
                 warm = bench.make(MAILBOXES, args.size, "warm")
                 bench.append(warm)
                 bench.wait_all(180)  # every process up, its group joined, its connections open
+                cpu_before = _cpu_seconds()
                 done = bench.throughput(args.letters, args.size)
+                cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds().items()}
                 print(f"\n{copies} process(es) per stream worker: seconds until the last letter, letters/s")
                 stages = (
                     "APPENDed",
@@ -255,6 +288,13 @@ def main() -> None:
                         print(f"  {stage:<26} {done[stage]:7.2f} s  {args.letters / done[stage]:8.0f} /s")
                     else:
                         print(f"  {stage:<26} not reached in time")
+                print(
+                    f"  CPU seconds per 1,000 letters (the {os.cpu_count()} cores' capacity: "
+                    f"{os.cpu_count() or 1:.0f} s per second):"
+                )
+                for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+                    if seconds >= 0.01:
+                        print(f"    {name:<30} {seconds * 1000 / args.letters:6.2f}")
                 latencies = bench.latency(args.rate, args.seconds, args.size)
                 if latencies:
                     p50, p90, p99 = (_percentile(latencies, q) for q in (0.5, 0.9, 0.99))

@@ -7,8 +7,9 @@ again from the start, and a reply sent but not filed is filed from its ReplySent
 crash after the SMTP server accepted a reply and before its ReplySent was written; the reply's
 deterministic Message-ID lets the receiver drop that duplicate (and the Sent folder keeps one copy).
 
-Requests of different mailboxes are handled concurrently (each mailbox's in order, over its own SMTP and
-IMAP connections), so one slow server does not hold up the other mailboxes.
+Up to CONCURRENCY requests are handled at once: a mailbox's replies go out over its pool of SMTP
+connections and their copies are filed in rounds over its IMAP connection, so neither one slow server nor
+the round trips of one reply hold up the others.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 import logging
 
 from responder.delivery import Replies
-from responder.imap import SentFolder
+from responder.imap import FilingQueue, SentFolder
 from responder.outcomes import Outcomes
 from responder.render import check_templates
-from responder.smtp import SmtpSender
+from responder.smtp import SmtpPool
 from runtime.ledger import TopicLedger
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
@@ -33,6 +34,8 @@ __all__ = ["create_worker"]
 logger = logging.getLogger(__name__)
 
 STAGE = "responder"
+CONCURRENCY = 64
+"""Requests handled at once (of one batch)."""
 
 
 def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
@@ -41,18 +44,33 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
     ledger = TopicLedger(
         settings.kafka, [topics.REPLY_OUTCOMES], lambda spec, data: outcomes.fold(data), outcomes.clear
     )
-    senders = {box.id: SmtpSender(box.smtp) for box in config.mailboxes}
-    folders = {box.id: SentFolder(box.imap) for box in config.mailboxes}
+    senders = {box.id: SmtpPool(box.smtp) for box in config.mailboxes}
+    folders = {box.id: FilingQueue(SentFolder(box.imap)) for box in config.mailboxes}
+
+    async def publish(event: Event) -> None:
+        reply_id = getattr(event, "reply_id", None)
+        assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
+        # Each step's outcome is on the broker before the next step begins (see outcomes.py).
+        await worker.publish(topics.REPLY_OUTCOMES, reply_id, event)
+
+    replies = Replies(config, outcomes, senders, folders, publish)
 
     async def handle(source: Source, out: Emitter) -> None:
-        request = parse_event(ReplyRequested, source.value)
+        await replies.handle(parse_event(ReplyRequested, source.value))
 
-        async def publish(event: Event) -> None:
-            reply_id = getattr(event, "reply_id", None)
-            assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
-            # Each step's outcome is on the broker before the next step begins (see outcomes.py).
-            await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
+    def close() -> None:
+        for pool in senders.values():
+            pool.close()
+        for queue in folders.values():
+            queue.close()
 
-        await Replies(config, outcomes, senders, folders, publish).handle(request)
-
-    return StreamWorker(STAGE, settings.kafka, topics.REPLIES_REQUESTED, handle, ledger, concurrent_keys=True)
+    worker = StreamWorker(
+        STAGE,
+        settings.kafka,
+        topics.REPLIES_REQUESTED,
+        handle,
+        ledger,
+        concurrency=CONCURRENCY,
+        on_close=close,
+    )
+    return worker

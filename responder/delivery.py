@@ -1,8 +1,10 @@
 """I/O edge: one reply request, handled once: sent with bounded retries, then its copy filed in the Sent
 folder. Each step's outcome is published before the next step begins (see `responder/outcomes.py`).
 
-No faust here: `publish` writes an outcome and returns when the broker has it; senders and folders do the
-blocking SMTP and IMAP work in threads.
+`publish` writes an outcome and returns when the broker has it; senders and folders are the SMTP and IMAP
+edges (`SmtpPool`, `FilingQueue`), which do their blocking work in threads. Requests may be handled
+concurrently: two requests for the same reply id are handled one after the other, so the second sees the
+first's outcome.
 """
 
 from __future__ import annotations
@@ -45,13 +47,13 @@ Failure = TypeVar("Failure", SmtpError, ImapError)
 
 
 class Sender(Protocol):
-    def send(
+    async def send(
         self, message: bytes, envelope_from: str, recipients: tuple[str, ...], smtputf8: bool = False
     ) -> Accepted: ...
 
 
 class Folder(Protocol):
-    def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy: ...
+    async def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy: ...
 
 
 class _GaveUp(Exception):
@@ -89,8 +91,21 @@ class Replies:
         self._folders = folders
         self._publish = publish
         self._sleep = sleep
+        self._busy: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        """Reply id -> its lock and how many requests hold or wait for it."""
 
     async def handle(self, request: ReplyRequested) -> None:
+        lock, users = self._busy.setdefault(request.reply_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                await self._handle(request)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._busy[request.reply_id]
+
+    async def _handle(self, request: ReplyRequested) -> None:
         step = self._outcomes.next_step(request.reply_id)
         if isinstance(step, Done):
             logger.info(
@@ -216,14 +231,14 @@ class Replies:
         self._outcomes.finished(sent.reply_id, outcome.event_type)
 
     async def _tries(
-        self, call: Callable[[], T], failure: type[Failure], delays: tuple[float, ...], where: str
+        self, call: Callable[[], Awaitable[T]], failure: type[Failure], delays: tuple[float, ...], where: str
     ) -> tuple[T, int]:
-        """Runs the blocking `call` in a thread until it succeeds; retriable failures are tried again after
-        each of `delays`. _GaveUp on a failure that is not retriable, or when the tries are used up."""
+        """Awaits `call` until it succeeds; retriable failures are tried again after each of `delays`.
+        _GaveUp on a failure that is not retriable, or when the tries are used up."""
         attempts = len(delays) + 1
         for attempt in range(1, attempts + 1):
             try:
-                return await asyncio.to_thread(call), attempt
+                return await call(), attempt
             except failure as exc:
                 if not exc.retriable or attempt == attempts:
                     raise _GaveUp(exc, attempt) from exc

@@ -1,4 +1,5 @@
-"""I/O edge: sends replies over a mailbox's SMTP server, one reused connection per mailbox.
+"""I/O edge: sends replies over a mailbox's SMTP server: `SmtpPool` keeps up to `smtp.connections` reused
+connections (`SmtpSender`, one each) and sends over whichever is free.
 
 Errors are wrapped as SmtpError with the server's code and text: 4xx and network drops are retriable,
 5xx and a refused login are not.
@@ -6,6 +7,7 @@ Errors are wrapped as SmtpError with the server's code and text: 4xx and network
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import smtplib
 import ssl
@@ -16,7 +18,7 @@ from responder.errors import SmtpError
 from schemas.config import SmtpSecurity, SmtpSettings, reveal
 from schemas.errors import ConfigError
 
-__all__ = ["Accepted", "SmtpSender"]
+__all__ = ["Accepted", "SmtpPool", "SmtpSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,33 @@ class SmtpSender:
                 conn.quit()
             except (smtplib.SMTPException, OSError):
                 conn.close()
+
+
+class SmtpPool:
+    """A mailbox's SMTP connections: replies go out over several at once, each connection opened when
+    first needed and reused after."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._senders = [SmtpSender(settings) for _ in range(settings.connections)]
+        self._free: asyncio.Queue[SmtpSender] | None = None
+
+    async def send(
+        self, message: bytes, envelope_from: str, recipients: tuple[str, ...], smtputf8: bool = False
+    ) -> Accepted:
+        """`SmtpSender.send` in a thread, over a connection no other reply is using meanwhile."""
+        if self._free is None:  # made on the running loop
+            self._free = asyncio.Queue()
+            for sender in self._senders:
+                self._free.put_nowait(sender)
+        sender = await self._free.get()
+        try:
+            return await asyncio.to_thread(sender.send, message, envelope_from, recipients, smtputf8)
+        finally:
+            self._free.put_nowait(sender)
+
+    def close(self) -> None:
+        for sender in self._senders:
+            sender.close()
 
 
 def _text(value: bytes | str) -> str:

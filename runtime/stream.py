@@ -7,7 +7,8 @@ outputs are on the broker (at least once), while many sends are in flight togeth
 
 A handler emits its outputs through an `Emitter`; they are sent only when it returns, so a message that
 fails and is tried again, or dead-lettered, has sent nothing half-way. A step that must be on the broker
-before the next one begins (the responder's ReplySent before it files the copy) uses `Emitter.publish`.
+before the next one begins (the responder's ReplySent before it files the copy) uses
+`StreamWorker.publish`, which returns once the broker has the event.
 
 When the broker does not take a batch's outputs, the worker forgets what it did since its last commit:
 its ledger is read again from the start and the consumer goes back to the committed offsets, so nothing
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -58,23 +58,15 @@ class Output:
     value: bytes
 
 
-Publish = Callable[[Output], Awaitable[None]]
-
-
 class Emitter:
     """What a handler publishes for the message it handles."""
 
-    def __init__(self, publish_now: Publish) -> None:
-        self._publish_now = publish_now
+    def __init__(self) -> None:
         self.outputs: list[Output] = []
 
     def emit(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
         """Queues `event`; it is sent when the handler returns, and acknowledged before the commit."""
         self.outputs.append(Output(spec, key, event.to_bytes()))
-
-    async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
-        """Sends `event` now and returns when the broker has it."""
-        await self._publish_now(Output(spec, key, event.to_bytes()))
 
 
 Handler = Callable[[Source, Emitter], Awaitable[None]]
@@ -103,9 +95,10 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka
 class StreamWorker:
     """Consumes `source` in the worker's consumer group and runs `handle` on each message.
 
-    `concurrent_keys`: messages of different keys (mailboxes) are handled concurrently, each key's in
-    order (the responder: one mailbox's slow SMTP server does not hold up the others'). `letter_of` gives
-    the raw letter a failed message carries, kept in its dead letter instead of the event's bytes."""
+    `concurrency`: how many messages of a batch are handled at once (1: one after the other, in order);
+    a handler that allows more must be safe to run beside itself (the responder's). `letter_of` gives the
+    raw letter a failed message carries, kept in its dead letter instead of the event's bytes. `on_close`
+    runs when the worker stops (to close the handler's connections)."""
 
     def __init__(
         self,
@@ -114,15 +107,17 @@ class StreamWorker:
         source: topics.TopicSpec,
         handle: Handler,
         ledger: TopicLedger | None = None,
-        concurrent_keys: bool = False,
+        concurrency: int = 1,
         letter_of: Callable[[Source], LetterReceived | None] | None = None,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.stage = stage
         self.kafka = kafka
         self.source = source
         self.ledger = ledger
         self._handle = handle
-        self._concurrent_keys = concurrent_keys
+        self._concurrency = max(1, concurrency)
+        self._on_close = on_close
         self._letter_of = letter_of
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -161,6 +156,7 @@ class StreamWorker:
             await self._producer.stop()
             if self.ledger is not None:
                 self.ledger.close()
+            self._on_close()
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -191,11 +187,14 @@ class StreamWorker:
             await self.ledger.ensure_current()
         pending: list[asyncio.Future[Any]] = []
         records = [record for part in batch.values() for record in part]
-        if self._concurrent_keys:
-            by_key: dict[bytes | None, list[Any]] = defaultdict(list)
-            for record in records:
-                by_key[record.key].append(record)
-            await asyncio.gather(*(self._handle_all(group, pending) for group in by_key.values()))
+        if self._concurrency > 1:
+            slots = asyncio.Semaphore(self._concurrency)
+
+            async def one(record: Any) -> None:
+                async with slots:
+                    await self._handle_all([record], pending)
+
+            await asyncio.gather(*(one(record) for record in records))
         else:
             await self._handle_all(records, pending)
         results = await asyncio.gather(*pending, return_exceptions=True)
@@ -215,7 +214,7 @@ class StreamWorker:
 
     async def _handle_one(self, source: Source) -> list[Output]:
         """The outputs of one message under the error policy: its handler's, or its dead letter."""
-        emitter = Emitter(self._publish_now)
+        emitter = Emitter()
 
         async def handle() -> None:
             emitter.outputs.clear()  # what a failed try emitted is not sent
@@ -237,6 +236,10 @@ class StreamWorker:
             self.kafka.topic(output.spec), key=output.key.encode(), value=output.value
         )
         return future
+
+    async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
+        """Sends `event` now and returns when the broker has it."""
+        await self._publish_now(Output(spec, key, event.to_bytes()))
 
     async def _publish_now(self, output: Output) -> None:
         try:

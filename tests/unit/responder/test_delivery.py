@@ -37,7 +37,7 @@ class FakeSender:
         self.results = list(results)
         self.calls: list[tuple[bytes, str, tuple[str, ...]]] = []
 
-    def send(
+    async def send(
         self, message: bytes, envelope_from: str, recipients: tuple[str, ...], smtputf8: bool = False
     ) -> Accepted:
         self.calls.append((message, envelope_from, recipients))
@@ -52,7 +52,7 @@ class FakeFolder:
         self.results = list(results)
         self.calls: list[tuple[bytes, str, datetime]] = []
 
-    def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy:
+    async def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy:
         self.calls.append((message, message_id, when))
         result = self.results.pop(0)
         if isinstance(result, ImapError):
@@ -239,3 +239,16 @@ def test_an_auto_reply_of_a_null_sender_mailbox_goes_from_the_null_sender() -> N
     run.handle(request)
 
     assert run.sender.calls[0][1] == ""
+
+
+def test_two_requests_for_one_reply_handled_at_once_send_it_once() -> None:
+    run = Run(FakeSender(OK), FakeFolder(COPY))
+
+    async def both() -> None:
+        await asyncio.gather(run.replies.handle(_request()), run.replies.handle(_request()))
+
+    asyncio.run(both())
+
+    assert [e.event_type for e in run.published] == ["ReplySent", "ReplyFiled"]  # type: ignore[attr-defined]
+    assert len(run.sender.calls) == 1 and len(run.folder.calls) == 1
+    assert run.replies._busy == {}  # nothing is kept once both are done
