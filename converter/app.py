@@ -1,8 +1,9 @@
 """I/O edge: the converter's stream handler. One lead or case per thread, and a link for every later letter.
 
 A record id depends only on the mailbox and the thread, a link id on the record and the letter. The
-converter's ledger is its own output (the leads, cases and links topics): it reads them back, so a record
-or link already published (even just before a crash) is never published again.
+converter's ledger holds the id of every record and link it published (and the Message-ID of the letter
+each record was made from), so a record or link already published, even just before a crash, is never
+published again.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from converter.mapping import link_for, record_for
-from runtime.ledger import TopicLedger, field_of
+from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
 from runtime.stream import Emitter, StreamWorker
@@ -32,20 +33,36 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
     """Record id -> Message-ID of the letter it was made from."""
     links: set[str] = set()
 
-    def remember(spec: topics.TopicSpec, data: bytes) -> None:
+    def fold_fact(fact: Fact) -> None:
+        if fact.get("t") == "link":
+            links.add(str(fact["id"]))
+        elif fact.get("t") == "record":
+            records[str(fact["id"])] = str(fact.get("message_id", ""))
+
+    def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact | None:
         event_id = field_of(data, "event_id")
         if event_id is None:
-            return
-        if spec is topics.LETTER_LINKS:
-            links.add(event_id)
-        else:
-            records[event_id] = field_of(data, "message_id") or ""
+            return None
+        fact: Fact = (
+            {"t": "link", "id": event_id}
+            if spec is topics.LETTER_LINKS
+            else {"t": "record", "id": event_id, "message_id": field_of(data, "message_id") or ""}
+        )
+        fold_fact(fact)
+        return fact
 
     def forget() -> None:
         records.clear()
         links.clear()
 
-    ledger = TopicLedger(settings.kafka, [topics.LEADS, topics.CASES, topics.LETTER_LINKS], remember, forget)
+    ledger = Ledger(
+        settings.kafka,
+        STAGE,
+        [topics.LEADS, topics.CASES, topics.LETTER_LINKS],
+        fold_fact,
+        fold_output,
+        forget,
+    )
 
     async def handle(source: Source, out: Emitter) -> None:
         letter = parse_event(LetterThreaded, source.value)
@@ -62,6 +79,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
             link = link_for(letter, record_type, record_id, utcnow())
             if link.event_id not in links:
                 out.emit(topics.LETTER_LINKS, record_id, link)
+                out.remember(link.event_id, {"t": "link", "id": link.event_id})
                 links.add(link.event_id)
                 logger.info(
                     "%s: %s letter %s linked to %s %s",
@@ -76,6 +94,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         if record is None:
             return
         out.emit(topics.LEADS if isinstance(record, LeadCreated) else topics.CASES, record.event_id, record)
+        out.remember(record.event_id, {"t": "record", "id": record.event_id, "message_id": letter.message_id})
         records[record.event_id] = letter.message_id
         logger.info(
             "%s: %s %s %s from letter %s",

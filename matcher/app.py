@@ -1,19 +1,22 @@
 """I/O edge: the matcher's stream handler. Reads received letters, remembers threads, publishes what comes
 next.
 
-Thread membership (mailbox, Message-ID -> thread) is the matcher's ledger: it is read back from the
-threaded letters and the reply requests it published, which carry every letter's and reply's thread.
+The matcher's ledger holds each letter's place in its thread (mailbox, Message-ID, thread, whether it
+started it, the ids it names) and each auto-reply it asked for (its thread, recipients and letter time,
+for the limits). Employees' replies, which others publish on the requests topic, are read from it: they
+join their thread too.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from matcher.decision import decide
 from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
-from runtime.ledger import TopicLedger
+from runtime.ledger import Fact, Ledger
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
 from runtime.stream import Emitter, StreamWorker
@@ -21,37 +24,80 @@ from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import EventError, UnknownMailboxError
 from schemas.events import LetterReceived, LetterThreaded, ReplyRequested, parse_event, utcnow
+from schemas.ids import reply_message_id
 
-__all__ = ["create_worker"]
+__all__ = ["create_worker", "letter_fact", "reply_fact"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "matcher"
 
 
+def letter_fact(letter: LetterThreaded) -> Fact:
+    """What the ledger keeps of a placed letter."""
+    return {
+        "t": "letter",
+        "m": letter.mailbox_id,
+        "id": letter.message_id,
+        "thread": letter.thread_id,
+        "starts": letter.starts_thread,
+        "named": [*letter.in_reply_to, *letter.references],
+    }
+
+
+def reply_fact(reply: ReplyRequested) -> Fact:
+    """What the ledger keeps of a requested reply."""
+    return {
+        "t": "reply",
+        "m": reply.mailbox_id,
+        "reply": reply.reply_id,
+        "email": reply.mailbox_email,
+        "thread": reply.thread_id,
+        "kind": reply.kind,
+        "letter": reply.in_reply_to,
+        "to": [a.address for a in reply.to],
+        "at": reply.occurred_at.isoformat(),
+    }
+
+
 def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
     threads = ThreadIndex()
     history = ReplyHistory()
 
-    def remember(spec: topics.TopicSpec, data: bytes) -> None:
+    def fold_fact(fact: Fact) -> None:
+        if fact.get("t") == "letter":
+            threads.remember(fact["m"], fact["id"], fact["thread"], bool(fact["starts"]), fact["named"])
+        elif fact.get("t") == "reply":
+            threads.remember(fact["m"], reply_message_id(fact["reply"], fact["email"]), fact["thread"], False)
+            if fact["kind"] == "auto":
+                at = datetime.fromisoformat(fact["at"])
+                history.note(fact["m"], fact["thread"], fact["letter"], fact["to"], at)
+
+    def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact | None:
         try:
             if spec is topics.LETTERS_THREADED:
-                threads.remember_letter(parse_event(LetterThreaded, data))
-                return
-            reply = parse_event(ReplyRequested, data)
+                fact = letter_fact(parse_event(LetterThreaded, data))
+            else:
+                fact = reply_fact(parse_event(ReplyRequested, data))
         except EventError as exc:
             # Others publish employee replies on the requests topic; one we cannot read is theirs to fix.
             logger.warning("ledger: %s skipped: %s", spec.name, exc)
-            return
-        threads.remember_reply(reply)
-        history.remember(reply)
+            return None
+        fold_fact(fact)
+        return fact
 
     def forget() -> None:
         threads.clear()
         history.clear()
 
-    ledger = TopicLedger(
-        settings.kafka, [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED], remember, forget
+    ledger = Ledger(
+        settings.kafka,
+        STAGE,
+        [topics.LETTERS_THREADED, topics.REPLIES_REQUESTED],
+        fold_fact,
+        fold_output,
+        forget,
+        foreign=[topics.REPLIES_REQUESTED],
     )
     rules = {box.id: compile_rules(box) for box in config.mailboxes}
     letters: dict[tuple[int, int], LetterReceived] = {}
@@ -63,12 +109,17 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         mailbox = config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
+        known = threads.knows(mailbox.id, letter.headers.message_id)
         outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, history, utcnow())
         out.emit(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
         out.emit(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:
             out.emit(topics.REPLIES_REQUESTED, mailbox.id, reply)
         out.emit(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
+        if not known:  # a letter read again (a replay, a second copy) is in the ledger already
+            out.remember(outcome.threaded.message_id, letter_fact(outcome.threaded))
+            for reply in outcome.replies:
+                out.remember(reply.reply_id, reply_fact(reply))
         # Remembered now, not when the broker acknowledges: the next letter of the batch may answer this
         # one. Should the broker not take them, the stream loop rewinds the ledger and the consumer.
         threads.remember_letter(outcome.threaded)

@@ -33,13 +33,22 @@ class ReplyHistory:
 
     def remember(self, reply: ReplyRequested) -> None:
         """Records an auto-reply request; `occurred_at` is when its letter was received."""
-        if reply.kind != "auto":
-            return
-        self._by_thread[(reply.mailbox_id, reply.thread_id)].add(reply.in_reply_to)
-        for recipient in reply.to:
-            self._by_recipient[(reply.mailbox_id, recipient.address.lower())][reply.in_reply_to] = (
-                reply.occurred_at
+        if reply.kind == "auto":
+            self.note(
+                reply.mailbox_id,
+                reply.thread_id,
+                reply.in_reply_to,
+                [a.address for a in reply.to],
+                reply.occurred_at,
             )
+
+    def note(
+        self, mailbox_id: str, thread_id: str, letter: str, recipients: list[str], received_at: datetime
+    ) -> None:
+        """Records that the letter `letter` (a Message-ID) of the thread was auto-answered to `recipients`."""
+        self._by_thread[(mailbox_id, thread_id)].add(letter)
+        for recipient in recipients:
+            self._by_recipient[(mailbox_id, recipient.lower())][letter] = received_at
 
     def clear(self) -> None:
         self._by_thread.clear()

@@ -34,6 +34,8 @@ class ThreadIndex:
 
     _threads: dict[tuple[str, str], str] = field(default_factory=dict)
     _starters: dict[tuple[str, str], str] = field(default_factory=dict)
+    _placed: set[tuple[str, str]] = field(default_factory=set)
+    """The letters and replies remembered themselves (not only named by others)."""
 
     def place(
         self, mailbox_id: str, message_id: str, in_reply_to: Iterable[str], references: Iterable[str]
@@ -59,6 +61,7 @@ class ThreadIndex:
     ) -> None:
         """Records a placed letter (or a reply mailroom sent) and the ids it names."""
         self._threads[(mailbox_id, message_id)] = thread_id
+        self._placed.add((mailbox_id, message_id))
         for other in named:
             self._threads.setdefault((mailbox_id, other), thread_id)
         if starts_thread:
@@ -79,9 +82,14 @@ class ThreadIndex:
             reply.mailbox_id, reply_message_id(reply.reply_id, reply.mailbox_email), reply.thread_id, False
         )
 
+    def knows(self, mailbox_id: str, message_id: str) -> bool:
+        """Whether the letter (or reply) itself was remembered already."""
+        return (mailbox_id, message_id) in self._placed
+
     def clear(self) -> None:
         self._threads.clear()
         self._starters.clear()
+        self._placed.clear()
 
     def __len__(self) -> int:
         return len(self._threads)

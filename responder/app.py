@@ -1,9 +1,10 @@
 """I/O edge: the responder's stream handler. Sends each requested reply at most once and files its copy in
 the mailbox's Sent folder.
 
-The responder's ledger is the outcomes topic: it reads back every ReplySent, ReplyFailed, ReplyFiled and
-ReplyFilingFailed, so a reply id with an outcome is never sent again, also when the requests are consumed
-again from the start, and a reply sent but not filed is filed from its ReplySent. The one window left: a
+The responder's ledger holds the final outcome of every reply (ReplyFailed, ReplyFiled, ReplyFilingFailed)
+and, read back after a crash, the ReplySent of a reply sent but not yet filed: a reply id with an outcome
+is never sent again, also when the requests are consumed again from the start, and a reply sent but not
+filed is filed from the bytes its ReplySent carries. The one window left: a
 crash after the SMTP server accepted a reply and before its ReplySent was written; the reply's
 deterministic Message-ID lets the receiver drop that duplicate (and the Sent folder keeps one copy).
 
@@ -21,19 +22,29 @@ from responder.imap import FilingQueue, SentFolder
 from responder.outcomes import Outcomes
 from responder.render import check_templates
 from responder.smtp import SmtpPool
-from runtime.ledger import TopicLedger
+from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
 from runtime.stream import Emitter, StreamWorker
 from schemas import topics
 from schemas.config import MailroomConfig
-from schemas.events import Event, ReplyRequested, parse_event
+from schemas.events import (
+    Event,
+    ReplyFailed,
+    ReplyFiled,
+    ReplyFilingFailed,
+    ReplyRequested,
+    ReplySent,
+    event_type_of,
+    parse_event,
+)
 
 __all__ = ["create_worker"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "responder"
+FINAL_OUTCOMES = frozenset({ReplyFailed.__name__, ReplyFiled.__name__, ReplyFilingFailed.__name__})
 CONCURRENCY = 64
 """Requests handled at once (of one batch)."""
 
@@ -41,22 +52,38 @@ CONCURRENCY = 64
 def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
     check_templates(config)
     outcomes = Outcomes()
-    ledger = TopicLedger(
-        settings.kafka, [topics.REPLY_OUTCOMES], lambda spec, data: outcomes.fold(data), outcomes.clear
-    )
+
+    def fold_fact(fact: Fact) -> None:
+        if fact.get("t") == "final":
+            outcomes.finished(str(fact["reply"]), str(fact["outcome"]))
+        elif fact.get("t") == "sent":
+            outcomes.fold(str(fact["event"]).encode())
+
+    def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact | None:
+        outcomes.fold(data)
+        kind = event_type_of(data)
+        if kind in FINAL_OUTCOMES:
+            return {"t": "final", "reply": field_of(data, "reply_id"), "outcome": kind}
+        # Only in the tail a crash left: a reply sent, perhaps not yet filed, with the bytes to file.
+        return {"t": "sent", "event": data.decode()} if kind == ReplySent.__name__ else None
+
+    ledger = Ledger(settings.kafka, STAGE, [topics.REPLY_OUTCOMES], fold_fact, fold_output, outcomes.clear)
     senders = {box.id: SmtpPool(box.smtp) for box in config.mailboxes}
     folders = {box.id: FilingQueue(SentFolder(box.imap)) for box in config.mailboxes}
 
-    async def publish(event: Event) -> None:
-        reply_id = getattr(event, "reply_id", None)
-        assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
-        # Each step's outcome is on the broker before the next step begins (see outcomes.py).
-        await worker.publish(topics.REPLY_OUTCOMES, reply_id, event)
-
-    replies = Replies(config, outcomes, senders, folders, publish)
+    replies = Replies(config, outcomes, senders, folders)
 
     async def handle(source: Source, out: Emitter) -> None:
-        await replies.handle(parse_event(ReplyRequested, source.value))
+        async def publish(event: Event) -> None:
+            reply_id = getattr(event, "reply_id", None)
+            assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
+            # Each step's outcome is on the broker before the next step begins (see outcomes.py).
+            await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
+            kind = type(event).__name__
+            if kind in FINAL_OUTCOMES:
+                out.remember(reply_id, {"t": "final", "reply": reply_id, "outcome": kind})
+
+        await replies.handle(parse_event(ReplyRequested, source.value), publish)
 
     def close() -> None:
         for pool in senders.values():
@@ -64,7 +91,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         for queue in folders.values():
             queue.close()
 
-    worker = StreamWorker(
+    return StreamWorker(
         STAGE,
         settings.kafka,
         topics.REPLIES_REQUESTED,
@@ -73,4 +100,3 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         concurrency=CONCURRENCY,
         on_close=close,
     )
-    return worker

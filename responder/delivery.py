@@ -34,7 +34,7 @@ from schemas.events import (
 )
 from schemas.ids import deterministic_id
 
-__all__ = ["FILING_ATTEMPTS", "FILING_FIRST_RETRY_SECONDS", "Folder", "Replies", "Sender"]
+__all__ = ["FILING_ATTEMPTS", "FILING_FIRST_RETRY_SECONDS", "Folder", "Publish", "Replies", "Sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ class Folder(Protocol):
     async def file(self, message: bytes, message_id: str, when: datetime) -> FiledCopy: ...
 
 
+Publish = Callable[[Event], Awaitable[None]]
+"""Writes an outcome; returns when the broker has it."""
+
+
 class _GaveUp(Exception):
     """A step failed for good; `error` is its last failure, `attempts` how many tries it took."""
 
@@ -63,6 +67,12 @@ class _GaveUp(Exception):
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
+
+
+def _given(publish: Publish | None) -> Publish:
+    if publish is None:
+        raise TypeError("no publish given, neither to Replies nor to handle")
+    return publish
 
 
 def _outcome_id(reply_id: str) -> str:
@@ -82,7 +92,7 @@ class Replies:
         outcomes: Outcomes,
         senders: Mapping[str, Sender],
         folders: Mapping[str, Folder],
-        publish: Callable[[Event], Awaitable[None]],
+        publish: Publish | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._config = config
@@ -94,18 +104,20 @@ class Replies:
         self._busy: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         """Reply id -> its lock and how many requests hold or wait for it."""
 
-    async def handle(self, request: ReplyRequested) -> None:
+    async def handle(self, request: ReplyRequested, publish: Publish | None = None) -> None:
+        """Sends and files the reply `request` asks for, unless its outcomes say that was done; each
+        outcome goes to `publish` (default: the one given at construction)."""
         lock, users = self._busy.setdefault(request.reply_id, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
             async with lock:
-                await self._handle(request)
+                await self._handle(request, _given(publish or self._publish))
         finally:
             users[0] -= 1
             if not users[0]:
                 del self._busy[request.reply_id]
 
-    async def _handle(self, request: ReplyRequested) -> None:
+    async def _handle(self, request: ReplyRequested, publish: Publish) -> None:
         step = self._outcomes.next_step(request.reply_id)
         if isinstance(step, Done):
             logger.info(
@@ -120,17 +132,17 @@ class Replies:
             raise UnknownMailboxError(f"mailbox {request.mailbox_id!r} is not in the configuration")
         if isinstance(step, File):
             logger.info("%s: reply %s was sent, not filed: filing it", request.mailbox_id, request.reply_id)
-            await self._file(step.sent)
+            await self._file(step.sent, publish)
             return
-        sent = await self._send(request, mailbox)
+        sent = await self._send(request, mailbox, publish)
         if sent is not None:
-            await self._file(sent)
+            await self._file(sent, publish)
 
-    async def _send(self, request: ReplyRequested, mailbox: Mailbox) -> ReplySent | None:
+    async def _send(self, request: ReplyRequested, mailbox: Mailbox, publish: Publish) -> ReplySent | None:
         try:
             out = outgoing(request, mailbox, utcnow())
         except (TemplateError, ValueError) as exc:  # ValueError: the email package refused a header value
-            await self._failed(request, f"cannot build the reply: {exc}", None, 0)
+            await self._failed(request, f"cannot build the reply: {exc}", None, 0, publish)
             return None
         smtp = mailbox.smtp
         sender = self._senders[mailbox.id]
@@ -143,7 +155,7 @@ class Replies:
             )
         except _GaveUp as gave_up:
             assert isinstance(gave_up.error, SmtpError)
-            await self._failed(request, str(gave_up.error), gave_up.error, gave_up.attempts)
+            await self._failed(request, str(gave_up.error), gave_up.error, gave_up.attempts, publish)
             return None
         sent = ReplySent(
             event_id=_outcome_id(request.reply_id),
@@ -157,7 +169,7 @@ class Replies:
             attempts=attempts,
             message=out.data,
         )
-        await self._publish(sent)  # before filing: a crash from here on files the copy, never resends
+        await publish(sent)  # before filing: a crash from here on files the copy, never resends
         self._outcomes.sent(sent)
         logger.info(
             "%s: %s reply %s sent to %s (in reply to %s)%s: %d %s",
@@ -173,10 +185,10 @@ class Replies:
         return sent
 
     async def _failed(
-        self, request: ReplyRequested, reason: str, error: SmtpError | None, attempts: int
+        self, request: ReplyRequested, reason: str, error: SmtpError | None, attempts: int, publish: Publish
     ) -> None:
         logger.warning("%s: reply %s failed: %s", request.mailbox_id, request.reply_id, reason)
-        await self._publish(
+        await publish(
             ReplyFailed(
                 event_id=_outcome_id(request.reply_id),
                 occurred_at=utcnow(),
@@ -191,7 +203,7 @@ class Replies:
         )
         self._outcomes.finished(request.reply_id, ReplyFailed.__name__)
 
-    async def _file(self, sent: ReplySent) -> None:
+    async def _file(self, sent: ReplySent, publish: Publish) -> None:
         folder = self._folders[sent.mailbox_id]
         where = f"{sent.mailbox_id}: copy of reply {sent.reply_id}"
         outcome: ReplyFiled | ReplyFilingFailed
@@ -227,7 +239,7 @@ class Replies:
                 retriable=gave_up.error.retriable,
                 attempts=gave_up.attempts,
             )
-        await self._publish(outcome)
+        await publish(outcome)
         self._outcomes.finished(sent.reply_id, outcome.event_type)
 
     async def _tries(

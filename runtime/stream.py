@@ -2,22 +2,27 @@
 
 For each batch the consumer gives: bring the worker's ledger up to date (after it got partitions), handle
 each message under the error policy, send every output without waiting for each acknowledgement in turn,
-wait for them all, then commit the batch's offsets. So a message's offset is committed only after all its
-outputs are on the broker (at least once), while many sends are in flight together.
+wait for them all, close the batch in the ledger with a checkpoint, then commit the batch's offsets. So a
+message's offset is committed only after all its outputs are on the broker (at least once), while many
+sends are in flight together.
 
-A handler emits its outputs through an `Emitter`; they are sent only when it returns, so a message that
-fails and is tried again, or dead-lettered, has sent nothing half-way. A step that must be on the broker
-before the next one begins (the responder's ReplySent before it files the copy) uses
-`StreamWorker.publish`, which returns once the broker has the event.
+Every output goes to the partition its message came from (keys stay as the topics name them), so a
+worker's outputs and its ledger facts for a mailbox sit in the partitions that own the mailbox's letters.
+
+A handler emits its outputs and facts through an `Emitter`; they are sent only when it returns, so a
+message that fails and is tried again, or is dead-lettered, has sent nothing half-way. A step that must
+be on the broker before the next one begins (the responder's ReplySent before it files the copy) uses
+`Emitter.publish`, which returns once the broker has the event.
 
 When the broker does not take a batch's outputs, the worker forgets what it did since its last commit:
-its ledger is read again from the start and the consumer goes back to the committed offsets, so nothing
-is lost and, outputs having deterministic ids, nothing is made twice.
+its ledger is read back again and the consumer goes back to the committed offsets, so nothing is lost
+and, outputs having deterministic ids, nothing is made twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -27,21 +32,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from runtime.ledger import TopicLedger
+from runtime.ledger import STAGE_HEADER, Fact, Ledger, LedgerError, checkpoint_record, fact_record, new_batch
 from runtime.policy import Source, process_message
 from runtime.settings import KafkaSettings
 from schemas import topics
-from schemas.errors import MailroomError
+from schemas.errors import ConfigError, MailroomError
 from schemas.events import DeadLetter, Event, LetterReceived
 
-__all__ = [
-    "Emitter",
-    "Handler",
-    "Output",
-    "PublishFailedError",
-    "StreamWorker",
-    "run_worker",
-]
+__all__ = ["Emitter", "Handler", "Output", "PublishFailedError", "StreamWorker", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,33 +48,49 @@ _PRODUCER_BATCH_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class Output:
-    """An event to publish: its topic, its key, and its bytes (serialized when emitted, so an event that
-    cannot be serialized fails its own message, not the batch)."""
+    """A record to publish: its topic, key, bytes (serialized when emitted, so an event that cannot be
+    serialized fails its own message, not the batch) and partition (None: by key)."""
 
     spec: topics.TopicSpec
     key: str
     value: bytes
-
-
-class Emitter:
-    """What a handler publishes for the message it handles."""
-
-    def __init__(self) -> None:
-        self.outputs: list[Output] = []
-
-    def emit(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
-        """Queues `event`; it is sent when the handler returns, and acknowledged before the commit."""
-        self.outputs.append(Output(spec, key, event.to_bytes()))
-
-
-Handler = Callable[[Source, Emitter], Awaitable[None]]
-"""Handles one consumed message; raises to hand the message to the error policy."""
+    partition: int | None = None
 
 
 class PublishFailedError(MailroomError):
     """The broker did not acknowledge an output; the message is tried again."""
 
     retriable = True
+
+
+class Emitter:
+    """What a handler publishes and remembers for the message it handles."""
+
+    def __init__(self, worker: StreamWorker, source: Source) -> None:
+        self._worker = worker
+        self._partition = source.partition
+        self.outputs: list[Output] = []
+
+    def emit(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
+        """Queues `event` for the message's partition of `spec`; sent when the handler returns, and
+        acknowledged before the commit."""
+        self.outputs.append(Output(spec, key, event.to_bytes(), self._partition))
+
+    def remember(self, key: str, fact: Fact) -> None:
+        """Queues a fact for the worker's ledger (what a rebuild folds back)."""
+        ledger = self._worker.ledger
+        if ledger is None:
+            raise RuntimeError(f"{self._worker.stage} has no ledger to remember in")
+        value = json.dumps(fact, separators=(",", ":"), default=str).encode()
+        self.outputs.append(Output(ledger.spec, key, value, self._partition))
+
+    async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
+        """Sends `event` now and returns when the broker has it."""
+        await self._worker.publish_now(Output(spec, key, event.to_bytes(), self._partition))
+
+
+Handler = Callable[[Source, Emitter], Awaitable[None]]
+"""Handles one consumed message; raises to hand the message to the error policy."""
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -89,7 +103,7 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka
     async def on_partitions_assigned(self, assigned: Any) -> None:
         logger.info("%s: partitions assigned: %s", self._worker.stage, _names(assigned))
         if self._worker.ledger is not None:
-            self._worker.ledger.stale = True
+            self._worker.ledger.assign([tp.partition for tp in assigned])
 
 
 class StreamWorker:
@@ -106,7 +120,7 @@ class StreamWorker:
         kafka: KafkaSettings,
         source: topics.TopicSpec,
         handle: Handler,
-        ledger: TopicLedger | None = None,
+        ledger: Ledger | None = None,
         concurrency: int = 1,
         letter_of: Callable[[Source], LetterReceived | None] | None = None,
         on_close: Callable[[], None] = lambda: None,
@@ -117,10 +131,11 @@ class StreamWorker:
         self.ledger = ledger
         self._handle = handle
         self._concurrency = max(1, concurrency)
-        self._on_close = on_close
         self._letter_of = letter_of
+        self._on_close = on_close
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._batch = new_batch()
+        self._headers = [(STAGE_HEADER, stage.encode())]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set; the batch under way is finished and committed first."""
@@ -134,7 +149,7 @@ class StreamWorker:
             max_batch_size=_PRODUCER_BATCH_BYTES,
             max_request_size=k.max_message_bytes,
         )
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=k.bootstrap_servers,
             client_id=f"mailroom-{self.stage}",
             group_id=k.group(self.stage),
@@ -147,16 +162,34 @@ class StreamWorker:
         )
         await self._producer.start()
         try:
-            self._consumer.subscribe([k.topic(self.source)], listener=_Assignments(self))
-            await self._consumer.start()
+            await self._check_partitions(self._producer)
+            consumer.subscribe([k.topic(self.source)], listener=_Assignments(self))
+            await consumer.start()
             logger.info("%s: consuming %s as %s", self.stage, k.topic(self.source), k.group(self.stage))
-            await self._loop(self._consumer, stop)
+            await self._loop(consumer, stop)
         finally:
-            await self._consumer.stop()
+            await consumer.stop()
             await self._producer.stop()
             if self.ledger is not None:
                 self.ledger.close()
             self._on_close()
+
+    async def _check_partitions(self, producer: AIOKafkaProducer) -> None:
+        """The input, the ledger and the outputs it reads back must have as many partitions: outputs go
+        to their message's partition, and an instance reads back only the partitions it owns."""
+        if self.ledger is None:
+            return
+        specs = (self.source, self.ledger.spec, *self.ledger.outputs)
+        counts = {}
+        for spec in specs:
+            found = await producer.partitions_for(self.kafka.topic(spec))
+            counts[self.kafka.topic(spec)] = len(found or ())
+        if len(set(counts.values())) != 1:
+            listed = ", ".join(f"{name}: {count}" for name, count in counts.items())
+            raise ConfigError(
+                f"{self.stage}: these topics must have the same number of partitions ({listed}); "
+                "`mailroom topics` creates them so"
+            )
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -168,7 +201,7 @@ class StreamWorker:
                 continue
             try:
                 await self._process(batch)
-            except PublishFailedError as exc:
+            except (PublishFailedError, LedgerError) as exc:
                 logger.error("%s: %s; going back to the last commit in %.1f s", self.stage, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -184,7 +217,8 @@ class StreamWorker:
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if self.ledger is not None:
-            await self.ledger.ensure_current()
+            await self._heal(await self.ledger.ensure_current())
+        self._batch = new_batch()
         pending: list[asyncio.Future[Any]] = []
         records = [record for part in batch.values() for record in part]
         if self._concurrency > 1:
@@ -197,12 +231,48 @@ class StreamWorker:
             await asyncio.gather(*(one(record) for record in records))
         else:
             await self._handle_all(records, pending)
-        results = await asyncio.gather(*pending, return_exceptions=True)
+        await self._acknowledged(pending)
+        if self.ledger is not None:
+            await self._checkpoint({tp.partition for tp in batch})
+
+    async def _heal(self, heals: dict[int, Any]) -> None:
+        """Writes what a rebuild learned from the outputs' tails, as a batch closed by its checkpoint."""
+        assert self.ledger is not None
+        for partition, heal in heals.items():
+            batch = new_batch()
+            sent = [
+                await self._send(Output(self.ledger.spec, "", json.dumps(fact).encode(), partition), batch)
+                for fact in heal.facts
+            ]
+            sent.append(
+                await self._send(
+                    Output(self.ledger.spec, "", checkpoint_record(batch, heal.positions), partition), None
+                )
+            )
+            await self._acknowledged(sent)
+
+    async def _checkpoint(self, partitions: Iterable[int]) -> None:
+        assert self.ledger is not None
+        spec = self.ledger.spec
+        sent = [
+            await self._send(
+                Output(spec, "", checkpoint_record(self._batch, self.ledger.checkpoint(p)), p), None
+            )
+            for p in partitions
+        ]
+        await self._acknowledged(sent)
+
+    async def _acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
+        """Waits for every send; notes each acknowledged output in the ledger."""
+        results: list[Any] = await asyncio.gather(*pending, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise PublishFailedError(
-                f"the broker did not take {len(failed)} of {len(results)} events: {failed[0]}"
+                f"the broker did not take {len(failed)} of {len(results)} records: {failed[0]}"
             )
+        if self.ledger is not None:
+            for meta in results:
+                self.ledger.note_acked(meta.topic, meta.partition, meta.offset)
 
     async def _handle_all(self, records: Iterable[Any], pending: list[asyncio.Future[Any]]) -> None:
         for record in records:
@@ -210,11 +280,11 @@ class StreamWorker:
                 self.stage, record.topic, record.partition, record.offset, record.key, record.value
             )
             for output in await self._handle_one(source):
-                pending.append(await self._send(output))
+                pending.append(await self._send(output, self._batch))
 
     async def _handle_one(self, source: Source) -> list[Output]:
         """The outputs of one message under the error policy: its handler's, or its dead letter."""
-        emitter = Emitter()
+        emitter = Emitter(self, source)
 
         async def handle() -> None:
             emitter.outputs.clear()  # what a failed try emitted is not sent
@@ -222,7 +292,8 @@ class StreamWorker:
 
         async def publish_dead(dead: DeadLetter) -> None:
             emitter.outputs.clear()
-            emitter.emit(topics.DEAD_LETTERS, dead.mailbox_id or dead.source_key or "", dead)
+            key = dead.mailbox_id or dead.source_key or ""
+            emitter.outputs.append(Output(topics.DEAD_LETTERS, key, dead.to_bytes()))
 
         def letter() -> LetterReceived | None:
             return self._letter_of(source) if self._letter_of is not None else None
@@ -230,28 +301,32 @@ class StreamWorker:
         await process_message(source, handle, publish_dead, letter=letter)
         return emitter.outputs
 
-    async def _send(self, output: Output) -> asyncio.Future[Any]:
+    async def _send(self, output: Output, batch: str | None) -> asyncio.Future[Any]:
+        """Hands `output` to the producer; a fact (a ledger record) is wrapped in its batch."""
         assert self._producer is not None
+        value = output.value
+        if batch is not None and self.ledger is not None and output.spec is self.ledger.spec:
+            value = fact_record(batch, value)
         future: asyncio.Future[Any] = await self._producer.send(
-            self.kafka.topic(output.spec), key=output.key.encode(), value=output.value
+            self.kafka.topic(output.spec),
+            key=output.key.encode(),
+            value=value,
+            partition=output.partition,
+            headers=self._headers,
         )
         return future
 
-    async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
-        """Sends `event` now and returns when the broker has it."""
-        await self._publish_now(Output(spec, key, event.to_bytes()))
-
-    async def _publish_now(self, output: Output) -> None:
+    async def publish_now(self, output: Output) -> None:
+        """Sends `output` and returns when the broker has it."""
         try:
-            await (await self._send(output))
+            await self._acknowledged([await self._send(output, None)])
         except KafkaError as exc:
-            raise PublishFailedError(
-                f"the broker did not take an event for {output.spec.name}: {exc}"
-            ) from exc
+            where = output.spec.name
+            raise PublishFailedError(f"the broker did not take an event for {where}: {exc}") from exc
 
     async def _rewind(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Forgets what was done since the last commit: the ledger is read again from the start and the
-        consumer goes back to the committed offsets."""
+        """Forgets what was done since the last commit: the ledger is read back again and the consumer
+        goes back to the committed offsets."""
         if self.ledger is not None:
             self.ledger.rewind()
         for tp, records in batch.items():
@@ -264,7 +339,7 @@ def _names(partitions: Iterable[Any]) -> str:
 
 
 def run_worker(worker: StreamWorker) -> int:
-    """Runs a stream worker in this process until SIGTERM or SIGINT."""
+    """Runs a stream worker in this process until SIGTERM or SIGINT; 2 when its topics do not fit."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -273,6 +348,10 @@ def run_worker(worker: StreamWorker) -> int:
             loop.add_signal_handler(sig, stop.set)
         await worker.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
     logger.info("%s: stopped", worker.stage)
     return 0

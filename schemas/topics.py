@@ -1,7 +1,9 @@
 """Topic names: the one place that says which event travels where and how it is keyed.
 
-Every topic of the pipeline has the same number of partitions (so that faust tables line up with their
-source topics); keys are given per topic below.
+Every topic of the pipeline has the same number of partitions; keys are given per topic below. A stream
+worker writes what it makes from a message to the partition that message came from (its key is still the
+one named here), so an instance's outputs, and what it must remember of them, sit in the partitions it
+owns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ __all__ = [
     "DEAD_LETTERS",
     "INGEST_CHECKPOINTS",
     "LEADS",
+    "LEDGERS",
     "LETTERS_DECIDED",
     "LETTERS_RECEIVED",
     "LETTERS_SHARED",
@@ -74,6 +77,15 @@ DEAD_LETTERS = TopicSpec("mailroom.dead-letters.v1", key="source key")
 INGEST_CHECKPOINTS = TopicSpec("mailroom.ingest.checkpoints.v1", key="mailbox id/folder", compacted=True)
 """IngestCheckpoint: ingest's own progress per mailbox folder (UIDVALIDITY and last UID read)."""
 
+LEDGERS = {
+    stage: TopicSpec(f"mailroom.{stage}.ledger.v1", key="fact id", kept_forever=True)
+    for stage in ("matcher", "converter", "responder")
+}
+"""What each stream worker remembers of what it did (small facts: ids, threads, final outcomes), with
+checkpoints saying up to where its outputs are certainly on the broker: the worker's own memory, read
+back for the partitions it owns when it gets them. Internal: not part of the public contract."""
+
+
 ALL_TOPICS = (
     LETTERS_RECEIVED,
     LETTERS_THREADED,
@@ -86,4 +98,5 @@ ALL_TOPICS = (
     LETTER_LINKS,
     DEAD_LETTERS,
     INGEST_CHECKPOINTS,
+    *LEDGERS.values(),
 )
