@@ -63,7 +63,15 @@ def _letter(sender: str, to: str, n: int, size: int, tag: str) -> tuple[bytes, s
 class Bench:
     """One pipeline of `copies` processes per stream worker, with fresh mailboxes and topics."""
 
-    def __init__(self, kafka: str, dovecot: Dovecot, relay: SmtpRelay, copies: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        kafka: str,
+        dovecot: Dovecot,
+        relay: SmtpRelay,
+        copies: int,
+        workdir: Path,
+        log_level: str = "WARNING",
+    ) -> None:
         self.dovecot, self.relay, self.copies = dovecot, relay, copies
         tag = secrets.token_hex(3)
         self.boxes = [f"desk{i}-{tag}@bench.test" for i in range(MAILBOXES)]
@@ -101,7 +109,7 @@ class Bench:
             namespace=f"bench{tag}",
             partitions=MAILBOXES,
             poll_seconds=0.2,
-            env={"MAILROOM_LOG_LEVEL": "WARNING"},
+            env={"MAILROOM_LOG_LEVEL": log_level},
         )
         self.reader = TopicReader(self.pipeline.kafka)
         self.sent_before = 0

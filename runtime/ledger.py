@@ -17,7 +17,8 @@ of them, sit in the same partition number of each topic. Two records of them are
 
 A rebuild reads only the owned partitions: small facts plus at most the last batch's outputs; its time
 and memory grow with the ids and threads a worker owns, not with the letters' bytes. A topic others write
-too (`foreign`: employees' replies on the requests topic) is read whole, skipping this worker's records.
+too (`foreign`: employees' replies on the requests topic) is also read from where the last rebuild left
+it, skipping this worker's own records; what others wrote becomes facts as well.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_SEEN = "#seen"
+"""Suffix of a foreign topic's position in a checkpoint: how far others' records have been read."""
 
 STAGE_HEADER = "mailroom-stage"
 """A Kafka record header naming the stream worker that wrote the record."""
@@ -153,90 +157,104 @@ class Ledger:
         return heal
 
     def rebuild(self, timeout: float = 120.0) -> dict[int, Heal]:
-        """Clears the state and reads the owned partitions back."""
+        """Clears the state and reads the owned partitions back (each topic's partitions together)."""
         started = time.monotonic()
         deadline = started + timeout
         self._forget()
         self.positions.clear()
-        heals: dict[int, Heal] = {}
-        facts = tail = foreign = 0
-        for partition in sorted(self.owned):
-            read, heal = self._rebuild_partition(partition, deadline)
-            facts, tail, foreign = facts + read[0], tail + read[1], foreign + read[2]
-            if heal.facts:
-                heals[partition] = heal
-        logger.info(
-            "ledger: %s partitions %s: %d facts, %d outputs after the last checkpoint, %d foreign records, "
-            "in %.2f s",
-            self.stage,
-            sorted(self.owned),
-            facts,
-            tail,
-            foreign,
-            time.monotonic() - started,
+        owned = sorted(self.owned)
+        names = [self.kafka.topic(spec) for spec in (self.spec, *self.outputs)]
+        # One request for every end (each takes a round trip of the client's own pace).
+        ends = (
+            self._client().end_offsets([TopicPartition(n, p) for n in names for p in owned]) if owned else {}
         )
-        return heals
-
-    def _rebuild_partition(self, partition: int, deadline: float) -> tuple[tuple[int, int, int], Heal]:
-        pending: dict[str, list[Fact]] = {}
-        facts = 0
-        for record in self._read(self.kafka.topic(self.spec), partition, 0, deadline):
+        pending: dict[tuple[int, str], list[Fact]] = {}
+        facts = tail = foreign = 0
+        for record in self._read(self.kafka.topic(self.spec), dict.fromkeys(owned, 0), deadline, ends):
             value = _json(record.value)
-            batch = str(value.get("b"))
+            batch = (record.partition, str(value.get("b")))
             if isinstance(value.get("checkpoint"), dict):
                 for fact in pending.pop(batch, []):
                     self._fold_fact(fact)
                     facts += 1
                 for topic, offset in value["checkpoint"].items():
-                    self.positions[(topic, partition)] = int(offset)
+                    self.positions[(topic, record.partition)] = int(offset)
             elif isinstance(value.get("fact"), dict):
                 pending.setdefault(batch, []).append(value["fact"])
-        dropped = sum(len(batch) for batch in pending.values())
-        if dropped:
-            logger.info(
-                "ledger: %s[%d]: %d facts of a batch cut short dropped", self.stage, partition, dropped
-            )
-        heal = Heal()
-        tail = foreign = 0
+        if pending:
+            dropped = sum(len(batch) for batch in pending.values())
+            logger.info("ledger: %s: %d facts of batches cut short dropped", self.stage, dropped)
+        heals = {partition: Heal() for partition in owned}
         for spec in self.outputs:
             name = self.kafka.topic(spec)
-            start = self.positions.get((name, partition), 0)
+            starts = {partition: self.positions.get((name, partition), 0) for partition in owned}
+            seen = f"{name}{_SEEN}"
             if spec in self._foreign:
-                for record in self._read(name, partition, 0, deadline, stop=start):
+                # Others' records before the tail that no rebuild has read yet: their facts are written
+                # with the tail's, so each is read once.
+                froms = {p: min(self.positions.get((seen, p), 0), starts[p]) for p in owned}
+                stops = {TopicPartition(name, p): start for p, start in starts.items()}
+                for record in self._read(name, froms, deadline, stops):
                     if _stage_of(record) != self.stage:
-                        self._fold_output(spec, record.value)
+                        learned = self._fold_output(spec, record.value)
+                        if learned is not None:
+                            heals[record.partition].facts.append(learned)
                         foreign += 1
-            end = start
-            for record in self._read(name, partition, start, deadline):
+            for partition, start in starts.items():
+                self.positions[(name, partition)] = start
+            for record in self._read(name, starts, deadline, ends):
                 learned = self._fold_output(spec, record.value)
                 if learned is not None:
-                    heal.facts.append(learned)
-                end = record.offset + 1
+                    heals[record.partition].facts.append(learned)
+                self.positions[(name, record.partition)] = record.offset + 1
                 tail += 1
-            self.positions[(name, partition)] = end
-        heal.positions = self.checkpoint(partition)
-        return (facts, tail, foreign), heal
+            if spec in self._foreign:
+                for partition in owned:
+                    self.positions[(seen, partition)] = self.positions[(name, partition)]
+        self._client().assign([])
+        for partition, heal in heals.items():
+            heal.positions = self.checkpoint(partition)
+        logger.info(
+            "ledger: %s partitions %s: %d facts, %d outputs after the last checkpoint, %d foreign records, "
+            "in %.2f s",
+            self.stage,
+            owned,
+            facts,
+            tail,
+            foreign,
+            time.monotonic() - started,
+        )
+        return {partition: heal for partition, heal in heals.items() if heal.facts}
 
     def _read(
-        self, topic: str, partition: int, start: int, deadline: float, stop: int | None = None
+        self, topic: str, starts: dict[int, int], deadline: float, stops: dict[TopicPartition, int]
     ) -> Iterator[Any]:
-        """The records of one partition from `start` to its end now (or to `stop`), oldest first."""
+        """The records of the given partitions of `topic`, each from its start up to its stop, oldest
+        first within a partition."""
         consumer = self._client()
-        tp = TopicPartition(topic, partition)
-        end = consumer.end_offsets([tp])[tp] if stop is None else stop
-        if start >= end:
+        tps = {partition: TopicPartition(topic, partition) for partition in starts}
+        todo = {p: tps[p] for p in starts if starts[p] < stops[tps[p]]}
+        if not todo:
             return
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        while consumer.position(tp) < end:
+        consumer.assign(list(todo.values()))
+        consumer.resume(*todo.values())  # paused when an earlier read reached its end
+        for partition, tp in todo.items():
+            consumer.seek(tp, starts[partition])
+        while todo:
             if time.monotonic() > deadline:
-                raise LedgerError(f"reading {topic}[{partition}] to offset {end} took too long")
-            for records in consumer.poll(timeout_ms=200).values():
+                raise LedgerError(f"reading {topic} to its end took too long")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                if tp.partition not in todo:
+                    continue
                 for record in records:
-                    if record.offset >= end:
-                        return
+                    if record.offset >= stops[tp]:
+                        break
                     if record.value is not None:
                         yield record
+            for partition, tp in list(todo.items()):
+                if consumer.position(tp) >= stops[tp]:
+                    del todo[partition]
+                    consumer.pause(tp)
 
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -244,7 +262,9 @@ class Ledger:
                 bootstrap_servers=self.kafka.bootstrap_servers,
                 group_id=None,
                 enable_auto_commit=False,
-                max_partition_fetch_bytes=self.kafka.max_message_bytes,
+                # It reads what is there: a fetch the broker holds back waiting for more only delays the
+                # requests queued behind it.
+                fetch_max_wait_ms=20,
             )
         return self._consumer
 

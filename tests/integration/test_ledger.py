@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from converter.app import create_worker
 from deploy.local.pipeline import TopicReader
 from mailroom.admin import create_topics
-from runtime.ledger import Fact, Ledger, checkpoint_record, fact_record, field_of
+from runtime.ledger import STAGE_HEADER, Fact, Ledger, checkpoint_record, fact_record, field_of
 from runtime.settings import KafkaSettings, WorkerSettings
 from schemas import topics
 from schemas.config import LeadProcessing
@@ -203,3 +203,57 @@ def test_the_converter_after_a_cut_batch_makes_no_second_lead_of_the_tail(
     facts = [json.loads(v)["fact"]["id"] for v in ledger_values if b'"fact"' in v]
     assert sorted(facts) == sorted(lead.event_id for lead in leads)  # the tail's lead became a fact too
     assert max(map(len, ledger_values)) < 1_000  # small records: no letter bodies in the ledger
+
+
+def test_records_others_write_are_read_once_and_this_workers_own_skipped(kafka_servers: str) -> None:
+    kafka = _kafka(kafka_servers)
+    requests, ledger_spec = kafka.topic(topics.REPLIES_REQUESTED), topics.LEDGERS["matcher"]
+    seen: list[str] = []
+
+    def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact:
+        seen.append(data.decode())
+        return {"t": "other", "id": data.decode()}
+
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    own = [(STAGE_HEADER, b"matcher")]
+
+    def write(value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        producer.send(requests, value=value, partition=0, headers=headers or []).get(timeout=30)
+
+    write(b"employee-1")  # a CRM's reply request
+    write(b"auto-1", own)  # the matcher's own, covered by its facts
+    producer.send(kafka.topic(ledger_spec), value=checkpoint_record("a", {requests: 2}), partition=0).get(30)
+    ledger = Ledger(
+        kafka,
+        "matcher",
+        [topics.REPLIES_REQUESTED],
+        lambda f: None,
+        fold_output,
+        seen.clear,
+        foreign=[topics.REPLIES_REQUESTED],
+    )
+    ledger.assign([0])
+    try:
+        first = ledger.rebuild()
+        after_first = list(seen)
+        for fact in first[0].facts:
+            producer.send(kafka.topic(ledger_spec), value=_fact("b", fact), partition=0).get(30)
+        producer.send(
+            kafka.topic(ledger_spec), value=checkpoint_record("b", first[0].positions), partition=0
+        ).get(30)
+        write(b"employee-2")
+        write(b"auto-2", own)
+        producer.send(
+            kafka.topic(ledger_spec),
+            value=checkpoint_record("c", {requests: 4, f"{requests}#seen": 2}),
+            partition=0,
+        ).get(30)
+        second = ledger.rebuild()
+    finally:
+        ledger.close()
+        producer.close()
+
+    assert after_first == ["employee-1"]
+    assert first[0].positions == {requests: 2, f"{requests}#seen": 2}
+    assert seen == ["employee-2"]  # employee-1 is a fact now; neither auto record was read as a record
+    assert second[0].facts == [{"t": "other", "id": "employee-2"}]
