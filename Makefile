@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit lint bench contract clean
+.PHONY: setup demo test unit lint bench bench-pipeline bench-restart contract clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,13 @@ contract: setup
 
 bench: setup
 	$(PY) bench/rules.py
+	$(PY) bench/stages.py
+
+bench-pipeline: setup
+	$(PY) bench/pipeline.py
+
+bench-restart: setup
+	$(PY) bench/restart.py
 
 clean:
 	rm -rf $(VENV) .cache .mailroom

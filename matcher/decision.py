@@ -11,12 +11,12 @@ from matcher.limits import ReplyHistory
 from matcher.loops import auto_reply_block, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
 from matcher.threads import ThreadIndex
-from schemas.config import AutoResponseRule, Mailbox, MailroomConfig
+from schemas.config import AutoResponseRule, Mailbox, MailroomConfig, ReplyTemplate
 from schemas.events import LetterDecided, LetterReceived, LetterShared, LetterThreaded, ReplyRequested
 from schemas.ids import deterministic_id, reply_id
 from schemas.records import makes_record, record_of_thread
 
-__all__ = ["Outcome", "created_record", "decide", "reply_subject"]
+__all__ = ["Outcome", "created_record", "decide", "names_text_body", "reply_subject"]
 
 _REPLY_PREFIXES = ("re:", "aw:", "sv:", "antw:")
 
@@ -69,9 +69,10 @@ def decide(
         to=head.to,
         cc=head.cc,
         subject=head.subject,
-        text_body=parsed.text_body,
         date=head.date,
     )
+    if makes_record(threaded, mailbox):  # the body travels on only to become the record's notes
+        threaded = threaded.model_copy(update={"text_body": parsed.text_body})
     shared = LetterShared(
         event_id=deterministic_id("letter-shared", letter.event_id),
         occurred_at=letter.occurred_at,
@@ -150,6 +151,21 @@ def _reply(
     head = letter.headers
     rid = reply_id(mailbox.id, head.message_id, rule.id)
     recipients = head.reply_to or ((head.from_,) if head.from_ else ())
+    template = config.template_of(rule)
+    fields: dict[str, object] = {
+        "subject": head.subject,
+        "reply_subject": reply_subject(head.subject),
+        "from_name": head.from_.name if head.from_ else "",
+        "from_address": head.from_.address if head.from_ else "",
+        "to": [a.address for a in head.to],
+        "cc": [a.address for a in head.cc],
+        "date": head.date.isoformat() if head.date else None,
+        "message_id": head.message_id,
+        # Not a letter field: template_variables lifts it out to the `record` variable.
+        "record": record,
+    }
+    if names_text_body(template):
+        fields["text_body"] = parsed.text_body
     return ReplyRequested(
         event_id=rid,
         occurred_at=letter.occurred_at,  # when the letter came: rate limits count in letter time
@@ -158,24 +174,18 @@ def _reply(
         mailbox_id=mailbox.id,
         rule_id=rule.id,
         rule_name=rule.name,
-        template=config.template_of(rule),
+        template=template,
         to=recipients,
         in_reply_to=head.message_id,
         references=(*head.references, head.message_id),
         thread_id=thread_id,
-        letter={
-            "subject": head.subject,
-            "reply_subject": reply_subject(head.subject),
-            "from_name": head.from_.name if head.from_ else "",
-            "from_address": head.from_.address if head.from_ else "",
-            "to": [a.address for a in head.to],
-            "cc": [a.address for a in head.cc],
-            "date": head.date.isoformat() if head.date else None,
-            "text_body": parsed.text_body,
-            "message_id": head.message_id,
-            # Not a letter field: template_variables lifts it out to the `record` variable.
-            "record": record,
-        },
+        letter=fields,
         mailbox_label=mailbox.label,
         mailbox_email=mailbox.email,
     )
+
+
+def names_text_body(template: ReplyTemplate) -> bool:
+    """Whether a template can read the letter's text body: only then does the body, the largest field,
+    travel in the reply request (a template that reaches it another way fails on an unknown field)."""
+    return "text_body" in template.subject or "text_body" in template.body

@@ -58,6 +58,7 @@ class SmtpRelay:
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._faults: list[str] = []
+        self._known: set[str] = set()
         self._controller = Controller(
             self,
             hostname=host,
@@ -129,10 +130,13 @@ class SmtpRelay:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        # Ask Dovecot now, so an unknown mailbox is refused at RCPT as a real server would do it.
-        code, text = await asyncio.to_thread(self._lmtp, envelope.mail_from or "", address, None)
-        if code != 250:
-            return f"{code} {text}"
+        # Ask Dovecot now, so an unknown mailbox is refused at RCPT as a real server would do it; a known
+        # one is not asked again (mailboxes are only added while the relay runs).
+        if address not in self._known:
+            code, text = await asyncio.to_thread(self._lmtp, envelope.mail_from or "", address, None)
+            if code != 250:
+                return f"{code} {text}"
+            self._known.add(address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"

@@ -77,7 +77,7 @@ def test_a_first_letter_starts_a_thread_and_gets_a_reply() -> None:
     assert (threaded.thread_id, threaded.starts_thread) == ("m1@customer.example", True)
     assert threaded.sender == Address(name="Ann Lee", address="ann@customer.example")
     assert threaded.subject == "Printer broken"
-    assert threaded.text_body == "Please help"
+    assert threaded.text_body == ""  # this mailbox makes no record: the body does not travel on
     assert threaded.automated_because is None
     assert outcome.decided.skipped_because is None
     assert [(r.rule_id, r.matched) for r in outcome.decided.rules] == [("ack", True)]
@@ -274,10 +274,13 @@ def test_an_html_only_letter_is_matched_on_its_text() -> None:
         b"<p>Our <b>invoice</b> is wrong</p>"
     )
 
-    outcome = _decide(raw, rule("invoice", condition("body", "contains", "invoice is wrong")))
+    quoting = ReplyTemplate(subject="Re", body="You wrote: {{ letter.text_body }}")
+    outcome = _decide(
+        raw, rule("invoice", condition("body", "contains", "invoice is wrong"), template=quoting)
+    )
 
-    assert outcome.threaded.text_body == "Our invoice is wrong"
     assert [r.rule_id for r in outcome.replies] == ["invoice"]
+    assert outcome.replies[0].letter["text_body"] == "Our invoice is wrong"
 
 
 @pytest.mark.parametrize(
@@ -416,3 +419,45 @@ def test_a_reply_held_back_by_a_limit_is_recorded_in_the_decision_and_not_reques
     assert again.replies == () and again.decided.reply_ids == ()
     assert again.decided.limited == ("ack: 1 letter(s) of this thread already answered (limit 1)",)
     assert [r.reply_id for r in replay.replies] == [r.reply_id for r in first.replies]  # a replay: the same
+
+
+def test_the_body_travels_on_only_where_a_record_is_made_of_it() -> None:
+    box = mailbox(rule("ack"), processing=CaseProcessing(type="case"))
+    made = config(box)
+    threads = ThreadIndex()
+
+    def decided(raw: bytes, uid: int) -> Outcome:
+        outcome = decide(_received(raw, uid), box, made, compile_rules(box), threads, ReplyHistory(), NOW)
+        threads.remember_letter(outcome.threaded)
+        return outcome
+
+    first = decided(letter_bytes(body="Printer broken"), 1)
+    follow_up = decided(
+        letter_bytes(
+            body="Still broken",
+            message_id="m2@customer.example",
+            headers={"In-Reply-To": "<m1@customer.example>"},
+        ),
+        2,
+    )
+
+    assert (first.threaded.starts_thread, first.threaded.text_body) == (True, "Printer broken")
+    assert (follow_up.threaded.starts_thread, follow_up.threaded.text_body) == (False, "")
+
+
+@pytest.mark.parametrize(
+    ("template", "carried"),
+    [
+        (ReplyTemplate(subject="Re", body="Thanks, {{ letter.from_name }}"), False),
+        (ReplyTemplate(subject="Re", body="You wrote:\n{{ letter.text_body | truncate(200) }}"), True),
+        (ReplyTemplate(subject="{{ letter.text_body[:20] }}", body="b"), True),
+    ],
+)
+def test_a_reply_request_carries_the_body_only_for_a_template_that_names_it(
+    template: ReplyTemplate, carried: bool
+) -> None:
+    outcome = _decide(letter_bytes(body="Please help"), rule("ack", template=template))
+
+    (reply,) = outcome.replies
+    assert ("text_body" in reply.letter) is carried
+    assert reply.letter.get("text_body", "Please help") == "Please help"
