@@ -77,11 +77,14 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         async def publish(event: Event) -> None:
             reply_id = getattr(event, "reply_id", None)
             assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
-            # Each step's outcome is on the broker before the next step begins (see outcomes.py).
-            await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
             kind = type(event).__name__
             if kind in FINAL_OUTCOMES:
+                # The last step: sent with the message's other outputs, on the broker before its commit.
+                out.emit(topics.REPLY_OUTCOMES, reply_id, event)
                 out.remember(reply_id, {"t": "final", "reply": reply_id, "outcome": kind})
+            else:
+                # ReplySent is on the broker before the copy is filed: a crash then files, never resends.
+                await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
 
         await replies.handle(parse_event(ReplyRequested, source.value), publish)
 
