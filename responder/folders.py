@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date
 
 __all__ = [
     "SENT_FLAG",
@@ -63,15 +64,16 @@ def appended_uids(answer: bytes | str | None, count: int) -> tuple[int, list[int
     return (int(found.group(1)), uids) if len(uids) == count else None
 
 
-def message_id_search(message_ids: Sequence[str]) -> list[object]:
+def message_id_search(message_ids: Sequence[str], since: date | None = None) -> list[object]:
     """IMAP SEARCH criteria for the messages whose Message-ID header is any of `message_ids` (without
-    brackets): `OR (HEADER Message-ID <a>) (OR ...)`, for imapclient's `search`."""
+    brackets): `OR (HEADER Message-ID <a>) (OR ...)`, for imapclient's `search`; with `since`, only among
+    messages of that internal date or later (the server need not read every header of a large folder)."""
     if not message_ids:
         raise ValueError("no Message-ID to search for")
     criteria: list[object] = ["HEADER", "Message-ID", f"<{message_ids[-1]}>"]
     for message_id in reversed(message_ids[:-1]):
         criteria = ["OR", ["HEADER", "Message-ID", f"<{message_id}>"], criteria]
-    return criteria
+    return criteria if since is None else ["SINCE", since, *criteria]
 
 
 def message_id_of_header(header: bytes) -> str | None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
@@ -101,7 +101,10 @@ class SentFolder:
         folder = self._sent(client)
         selected = client.select_folder(folder, readonly=True)
         uidvalidity = int(selected[b"UIDVALIDITY"]) if b"UIDVALIDITY" in selected else None
-        there = self._present(client, [c.message_id for c in copies])
+        # A copy is appended with its reply's time as internal date: an earlier copy of the same reply
+        # has that date too (a day either way covers the server's time zone).
+        since = (min(c.when for c in copies) - timedelta(days=1)).date()
+        there = self._present(client, [c.message_id for c in copies], since)
         for message_id in there:
             logger.info("%s: %s is in %r already; not appended again", self._where(), message_id, folder)
         missing = list({c.message_id: c for c in copies if c.message_id not in there}.values())
@@ -113,9 +116,9 @@ class SentFolder:
             for c in copies
         ]
 
-    def _present(self, client: IMAPClient, message_ids: list[str]) -> dict[str, int]:
-        """Which of `message_ids` the selected folder holds, with their UIDs."""
-        found = client.search(message_id_search(list(dict.fromkeys(message_ids))))
+    def _present(self, client: IMAPClient, message_ids: list[str], since: date) -> dict[str, int]:
+        """Which of `message_ids` the selected folder holds (among messages since `since`), with UIDs."""
+        found = client.search(message_id_search(list(dict.fromkeys(message_ids)), since))
         if not found:
             return {}
         if len(message_ids) == 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from responder.folders import (
@@ -83,6 +85,13 @@ def test_message_id_search_names_every_id_once_in_nested_ors() -> None:
         "OR",
         ["HEADER", "Message-ID", "<a@x>"],
         ["OR", ["HEADER", "Message-ID", "<b@x>"], ["HEADER", "Message-ID", "<c@x>"]],
+    ]
+    assert message_id_search(["a@x"], since=date(2024, 5, 5)) == [
+        "SINCE",
+        date(2024, 5, 5),
+        "HEADER",
+        "Message-ID",
+        "<a@x>",
     ]
     with pytest.raises(ValueError, match="no Message-ID"):
         message_id_search([])
