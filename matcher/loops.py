@@ -17,9 +17,11 @@ from schemas.ids import LOOP_MARKER_HEADER
 __all__ = ["auto_reply_block", "sent_by_mailroom"]
 
 _ROBOT_SENDER = re.compile(
-    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+.-].*)?@|^owner-|-request@|-bounces?@",
+    r"^(mailer-daemon|postmaster|no[-_]?reply|do[-_]?not[-_]?reply|bounces?)([+._-].*)?@|^owner-|-request@|"
+    r"-bounces?@",
     re.IGNORECASE,
 )
+_MAILER_DAEMON = re.compile(r"^<?mailer-daemon(@|>|$)", re.IGNORECASE)
 _SUPPRESS = {"all", "autoreply", "oof"}
 _DEFAULT_LIMITS = AutoReplyLimits()
 
@@ -40,6 +42,11 @@ def auto_reply_block(
     auto_submitted = (letter.header("auto-submitted") or "").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
         return f"auto-submitted: {auto_submitted}"
+    autoreply = (letter.header("x-autoreply") or "").strip().lower()
+    if autoreply and not autoreply.startswith("no"):
+        return "x-autoreply"
+    if "x-autorespond" in letter.headers:  # set by autoresponders whatever its value
+        return "x-autorespond"
     suppress = {part.strip().lower() for part in (letter.header("x-auto-response-suppress") or "").split(",")}
     if suppress & _SUPPRESS:
         return "x-auto-response-suppress"
@@ -51,10 +58,12 @@ def auto_reply_block(
     return_path = letter.header("return-path")
     if return_path is not None and return_path.strip() in ("<>", ""):
         return "null return path"
+    if return_path is not None and _MAILER_DAEMON.match(return_path.strip()):
+        return "return path: mailer-daemon"
     if any(name.startswith("list-") for name in letter.headers):
         return "mailing list"
     precedence = (letter.header("precedence") or "").strip().lower()
-    if precedence in ("bulk", "list", "junk"):
+    if precedence in ("bulk", "list", "junk", "auto_reply"):
         return f"precedence: {precedence}"
     if not limits.reply_to_spam and (letter.header("x-spam-flag") or "").strip().lower() == "yes":
         return "flagged as spam"

@@ -40,6 +40,12 @@ def test_a_plain_letter_from_a_person_may_be_answered() -> None:
         (b"Precedence: bulk\r\n", "precedence: bulk"),
         (b"Precedence: List\r\n", "precedence: list"),
         (b"Precedence: junk\r\n", "precedence: junk"),
+        (b"Precedence: auto_reply\r\n", "precedence: auto_reply"),
+        (b"X-Autoreply: yes\r\n", "x-autoreply"),
+        (b"X-Autorespond: Out of office\r\n", "x-autorespond"),
+        (b"X-Autorespond:\r\n", "x-autorespond"),
+        (b"Return-Path: <MAILER-DAEMON>\r\n", "return path: mailer-daemon"),
+        (b"Return-Path: <mailer-daemon@mx.example>\r\n", "return path: mailer-daemon"),
     ],
 )
 def test_headers_that_forbid_an_auto_reply(headers: bytes, reason: str) -> None:
@@ -56,6 +62,8 @@ def test_headers_that_forbid_an_auto_reply(headers: bytes, reason: str) -> None:
         b"Return-Path: <ann@customer.example>\r\n",
         b"Precedence: first-class\r\n",
         b"X-List: not a list header\r\n",
+        b"X-Autoreply: no\r\n",
+        b"Return-Path: <mailer@customer.example>\r\n",
     ],
 )
 def test_headers_that_do_not_forbid_an_auto_reply(headers: bytes) -> None:
@@ -101,6 +109,9 @@ def test_a_letter_from_a_mailroom_mailbox_is_never_answered(address: str) -> Non
         "owner-users@lists.example",
         "users-request@lists.example",
         "users-bounces@lists.example",
+        "no_reply@shop.example",
+        "No_Reply@shop.example",
+        "do_not_reply@shop.example",
     ],
 )
 def test_automated_senders_are_never_answered(address: str) -> None:
