@@ -8,11 +8,18 @@ from datetime import datetime
 from matcher.errors import UnprocessableLetterError
 from matcher.letter import ParsedLetter, parse_letter
 from matcher.limits import ReplyHistory
-from matcher.loops import auto_reply_block, sent_by_mailroom
+from matcher.loops import auto_reply_block, reply_recipient, sent_by_mailroom
 from matcher.rules import CompiledRules, view_of
 from matcher.threads import ThreadIndex
 from schemas.config import AutoResponseRule, Mailbox, MailroomConfig, ReplyTemplate
-from schemas.events import LetterDecided, LetterReceived, LetterShared, LetterThreaded, ReplyRequested
+from schemas.events import (
+    Address,
+    LetterDecided,
+    LetterReceived,
+    LetterShared,
+    LetterThreaded,
+    ReplyRequested,
+)
 from schemas.ids import deterministic_id, reply_id
 from schemas.records import makes_record, record_of_thread
 
@@ -91,17 +98,21 @@ def decide(
     )
     outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
     record = created_record(threaded, mailbox)
-    wanted = [_reply(letter, mailbox, config, rule, parsed, place.thread_id, record, now) for rule in chosen]
+    recipient = reply_recipient(head.reply_to, sender, own, mailbox.limits)
+    wanted = [
+        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, recipient, now)
+        for rule in chosen
+    ]
     limited_by = (
         history.limit(
             mailbox.id,
             mailbox.limits,
             place.thread_id,
-            wanted[0].to[0].address,
+            recipient.address,
             head.message_id,
             letter.occurred_at,
         )
-        if wanted and wanted[0].to
+        if wanted
         else None
     )
     replies = () if limited_by else tuple(wanted)
@@ -146,11 +157,11 @@ def _reply(
     parsed: ParsedLetter,
     thread_id: str,
     record: dict[str, str] | None,
+    recipient: Address,
     now: datetime,
 ) -> ReplyRequested:
     head = letter.headers
     rid = reply_id(mailbox.id, head.message_id, rule.id)
-    recipients = head.reply_to or ((head.from_,) if head.from_ else ())
     template = config.template_of(rule)
     fields: dict[str, object] = {
         "subject": head.subject,
@@ -175,7 +186,7 @@ def _reply(
         rule_id=rule.id,
         rule_name=rule.name,
         template=template,
-        to=recipients,
+        to=(recipient,),
         in_reply_to=head.message_id,
         references=(*head.references, head.message_id),
         thread_id=thread_id,

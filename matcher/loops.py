@@ -6,7 +6,7 @@ Checked in order; the first reason found is recorded in the letter's decision ev
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from matcher.letter import ParsedLetter
 from schemas.conditions import compile_regex
@@ -14,7 +14,7 @@ from schemas.config import AutoReplyLimits
 from schemas.events import Address
 from schemas.ids import LOOP_MARKER_HEADER
 
-__all__ = ["auto_reply_block", "sent_by_mailroom"]
+__all__ = ["auto_reply_block", "reply_recipient", "sent_by_mailroom"]
 
 _ROBOT_SENDER = re.compile(
     r"^(mailer-daemon|postmaster|no[-_]?reply|do[-_]?not[-_]?reply|bounces?)([+._-].*)?@|^owner-|-request@|"
@@ -71,9 +71,29 @@ def auto_reply_block(
         return "no sender address"
     if sender.address.lower() in own_addresses:
         return "sent by a mailroom mailbox"
-    if _ROBOT_SENDER.search(sender.address) or (
-        limits.robot_senders
-        and compile_regex(limits.robot_senders, case_sensitive=False).search(sender.address.encode())
-    ):
+    if _robot(sender.address, limits):
         return f"automated sender: {sender.address}"
     return None
+
+
+def reply_recipient(
+    reply_to: Sequence[Address],
+    sender: Address,
+    own_addresses: Collection[str],
+    limits: AutoReplyLimits = _DEFAULT_LIMITS,
+) -> Address:
+    """The one address an auto-reply goes to: the first Reply-To address fit to answer, else the sender
+    (which the loop guard has vetted). Not fit: a mailroom mailbox (it would answer itself) and robot
+    addresses (noreply@ and the like, and the mailbox's `robot_senders`). Never more than one: a letter
+    must not make mailroom write to a list of addresses of its sender's choosing."""
+    for candidate in reply_to:
+        if candidate.address.lower() not in own_addresses and not _robot(candidate.address, limits):
+            return candidate
+    return sender
+
+
+def _robot(address: str, limits: AutoReplyLimits) -> bool:
+    return bool(_ROBOT_SENDER.search(address)) or bool(
+        limits.robot_senders
+        and compile_regex(limits.robot_senders, case_sensitive=False).search(address.encode())
+    )

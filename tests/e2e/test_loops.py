@@ -71,6 +71,12 @@ def test_letters_that_must_not_be_answered_get_no_reply_and_the_decision_names_w
         "null return path": letter(c, desk.address, "Bounce", headers={"Return-Path": "<>"}),
         "mailing list": letter(c, desk.address, "News", headers={"List-Id": "<news.customer.test>"}),
         "precedence: bulk": letter(c, desk.address, "Offer", headers={"Precedence": "bulk"}),
+        "precedence: auto_reply": letter(c, desk.address, "Away", headers={"Precedence": "auto_reply"}),
+        "x-autoreply": letter(c, desk.address, "Away too", headers={"X-Autoreply": "yes"}),
+        "x-autorespond": letter(c, desk.address, "Away again", headers={"X-Autorespond": "vacation"}),
+        "return path: mailer-daemon": letter(
+            c, desk.address, "Returned", headers={"Return-Path": "<MAILER-DAEMON>"}
+        ),
         "flagged as spam": letter(c, desk.address, "Win", headers={"X-Spam-Flag": "YES"}),
         "sent by a mailroom mailbox": letter(other.address, desk.address, "From a colleague mailbox"),
         "automated sender: mailer-daemon@customer.test": letter(
@@ -188,3 +194,32 @@ def test_a_burst_of_letters_gets_one_reply_per_thread_and_at_most_the_hourly_lim
     assert sum("of this thread already answered" in r for r in held) == 3
     assert sum("answered in the last hour (limit 3)" in r for r in held) == 14
     assert len(fetch_messages(dovecot.host, dovecot.imap_port, customer.address, customer.password)) == 3
+
+
+def test_a_reply_to_of_thirty_addresses_gets_one_reply_with_one_recipient(
+    pipeline_factory: PipelineFactory, dovecot: Dovecot, smtp_relay: SmtpRelay, mail_user_factory: Any
+) -> None:
+    desk, first, victim = (mail_user_factory(n) for n in ("desk", "first", "victim"))
+    pipeline, reader = pipeline_factory({"mailboxes": [_box(desk, "desk", dovecot, smtp_relay)]})
+    others = [f"other{i}@customer.test" for i in range(28)]
+    raw, mid = letter(
+        "Eve <eve@customer.test>",
+        desk.address,
+        "Please answer all of us",
+        headers={"Reply-To": ", ".join([first.address, *others, victim.address])},
+    )
+    append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, raw)
+    pipeline.start()
+    try:
+        wait_for_messages(dovecot.host, dovecot.imap_port, first.address, first.password, 1, timeout=90)
+        (sent,) = wait_until("the reply's outcome", lambda: reader.events(topics.REPLY_OUTCOMES, ReplySent))
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
+    time.sleep(2)  # room for a wrong reply to arrive
+
+    envelopes = [r.rcpt_tos for r in smtp_relay.received if r.mail_from == desk.address]
+    assert envelopes == [[first.address]]
+    assert sent.to == (first.address,)
+    (request,) = reader.events(topics.REPLIES_REQUESTED, ReplyRequested)
+    assert [a.address for a in request.to] == [first.address] and request.in_reply_to == mid
+    assert fetch_messages(dovecot.host, dovecot.imap_port, victim.address, victim.password) == []

@@ -103,15 +103,56 @@ def test_a_reply_answers_the_letter_in_its_thread() -> None:
     assert reply.letter["message_id"] == "m1@customer.example"
 
 
-def test_replies_go_to_reply_to_when_there_is_one() -> None:
+def test_an_auto_reply_goes_to_one_address_the_first_of_reply_to() -> None:
     raw = letter_bytes(headers={"Reply-To": "Orders <orders@customer.example>, b@customer.example"})
 
     (reply,) = _decide(raw).replies
 
-    assert reply.to == (
-        Address(name="Orders", address="orders@customer.example"),
-        Address(address="b@customer.example"),
-    )
+    assert reply.to == (Address(name="Orders", address="orders@customer.example"),)
+
+
+def test_a_reply_to_of_thirty_addresses_gets_one_reply_to_one_address() -> None:
+    many = ", ".join(f"first{i}@x.example" for i in range(29)) + ", victim@victim.example"
+
+    (reply,) = _decide(letter_bytes(headers={"Reply-To": many})).replies
+
+    assert [a.address for a in reply.to] == ["first0@x.example"]
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "expected"),
+    [
+        ("noreply@customer.example", "ann@customer.example"),
+        ("No_Reply <no_reply@customer.example>", "ann@customer.example"),
+        ("support@acme.example", "ann@customer.example"),  # the mailbox would answer itself
+        ("Sales <SALES@acme.example>", "ann@customer.example"),  # another mailroom mailbox
+        ("mailer-daemon@x.example, orders@customer.example", "orders@customer.example"),
+    ],
+)
+def test_reply_to_is_vetted_and_the_first_address_fit_to_answer_is_answered(
+    reply_to: str, expected: str
+) -> None:
+    (reply,) = _decide(letter_bytes(headers={"Reply-To": reply_to})).replies
+
+    assert [a.address for a in reply.to] == [expected]
+
+
+def test_limits_count_the_one_address_answered() -> None:
+    box, made = _setup()
+    rules, threads, history = compile_rules(box), ThreadIndex(), ReplyHistory()
+    answered: list[str] = []
+    for n in range(20):
+        raw = letter_bytes(
+            message_id=f"m{n}@customer.example",
+            headers={"Reply-To": f"first{n}@x.example, victim@victim.example"},
+        )
+        outcome = decide(_received(raw, uid=n + 1), box, made, rules, threads, history, NOW)
+        for reply in outcome.replies:
+            history.remember(reply)
+            answered.extend(a.address for a in reply.to)
+        threads.remember_letter(outcome.threaded)
+
+    assert answered == [f"first{n}@x.example" for n in range(20)]  # the victim gets nothing
 
 
 def test_a_letter_with_only_reply_to_is_answered_there() -> None:
