@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 
 from runtime.mail import POLICY
 from runtime.text import unmangle
@@ -101,10 +103,23 @@ def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address
         found = [
             Address(name=unmangle(a.display_name), address=unmangle(a.addr_spec)) for a in header.addresses
         ]
-    except Exception as exc:  # e.g. an address list the registry cannot split
+    except Exception as exc:  # e.g. a display name with a line break in it: read the list plainly
         defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
-        return []
+        found = _plain_addresses(_raw(msg, name))
     return [a for a in found if "@" in a.address]
+
+
+def _plain_addresses(value: str) -> list[Address]:
+    """The addresses of a header value as the simple parser reads them, display names RFC 2047-decoded
+    and made one line."""
+    found = []
+    for display, address in getaddresses([value]):
+        try:
+            display = str(make_header(decode_header(display)))
+        except Exception:  # an encoded word beyond repair: keep it as written
+            pass
+        found.append(Address(name=" ".join(unmangle(display).split()), address=unmangle(address)))
+    return found
 
 
 def _date(msg: EmailMessage, defects: list[str]) -> datetime | None:

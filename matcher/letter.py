@@ -14,7 +14,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import Compat32
 
-from runtime.text import html_to_text
+from runtime.text import html_to_text, unmangle
 
 __all__ = ["ParsedLetter", "parse_letter"]
 
@@ -55,8 +55,9 @@ def parse_letter(raw: bytes) -> ParsedLetter:
         headers.setdefault(name.lower(), []).append(_header_text(value))
     plain = _body(msg, "plain", defects)
     html = _body(msg, "html", defects)
-    text = plain if plain is not None else html_to_text(html) if html is not None else ""
-    attachments = any(True for _ in _attachments(msg, defects))
+    # A plain part left empty beside the html one (some mail programs send that) gives way to it.
+    text = plain if plain and plain.strip() else html_to_text(html) if html is not None else plain or ""
+    attachments = _has_attachments(msg, defects)
     return ParsedLetter(
         text_body=text.replace("\r\n", "\n").strip(),
         html_body=html,
@@ -68,7 +69,8 @@ def parse_letter(raw: bytes) -> ParsedLetter:
 
 
 def _header_text(value: object) -> str:
-    return " ".join(str(value).split())
+    """A header's value on one line; raw 8-bit bytes read as UTF-8, else Latin-1 (RFC 6532)."""
+    return " ".join(unmangle(str(value)).split())
 
 
 def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
@@ -96,9 +98,21 @@ def _text(part: Message, defects: list[str]) -> str | None:
         return payload.decode("utf-8", "replace")
 
 
-def _attachments(msg: EmailMessage, defects: list[str]) -> list[object]:
+def _has_attachments(msg: EmailMessage, defects: list[str]) -> bool:
+    """What a reader calls an attachment: a part (or the whole letter) marked `attachment`, or a named
+    part marked nothing that is not a resource of the html (an inline image has a Content-ID)."""
     try:
-        return list(msg.iter_attachments())
+        for part in msg.walk():
+            disposition = part.get_content_disposition()
+            if disposition == "attachment":
+                return True
+            if (
+                disposition is None
+                and not part.is_multipart()
+                and part.get_filename()
+                and part.get("content-id") is None
+            ):
+                return True
     except Exception as exc:
         defects.append(f"BrokenStructure:{type(exc).__name__}")
-        return []
+    return False

@@ -56,6 +56,15 @@ class _TextExtractor(HTMLParser):
         elif tag in _CELLS:
             self.parts.append(" ")
 
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        """`<![ if !supportLists ]>` and the like (Office's conditional sections) are skipped, their
+        content kept: the standard parser raises on them."""
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            end = self.rawdata.find(">", i)
+            return len(self.rawdata) if end < 0 else end + 1
+
     def handle_data(self, data: str) -> None:
         if not self._hidden:
             # As a browser shows it: line breaks in the source are spaces, except inside <pre>.

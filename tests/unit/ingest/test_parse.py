@@ -388,3 +388,25 @@ def test_letter_event_id_changes_with_where_the_letter_lives(changes: dict[str, 
     }
 
     assert letter_event(**{**base, **changes}).event_id != letter_event(**base).event_id
+
+
+@pytest.mark.parametrize(
+    ("header", "sender"),
+    [
+        # A line break inside the encoded display name: the address is still good.
+        (
+            b"From: =?utf-8?B?RXZlClNtaXRo?= <eve@evil.example>",
+            Address(name="Eve Smith", address="eve@evil.example"),
+        ),
+        (
+            b"From: =?utf-8?Q?Ann=0D=0ALee?= <ann@customer.example>",
+            Address(name="Ann Lee", address="ann@customer.example"),
+        ),
+    ],
+)
+def test_a_display_name_the_header_registry_refuses_still_gives_the_sender(
+    header: bytes, sender: Address
+) -> None:
+    headers, _ = parse_headers(header + b"\r\nSubject: x\r\n\r\nbody")
+
+    assert headers.from_ == sender

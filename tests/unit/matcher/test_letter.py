@@ -177,3 +177,49 @@ def test_defects_are_listed_once() -> None:
     letter = parse_letter(b"one\r\ntwo\r\nthree\r\n")
 
     assert len(letter.defects) == len(set(letter.defects))
+
+
+def test_raw_8bit_header_values_are_readable_text() -> None:
+    raw = b"From: ann@customer.example\r\nAuto-Submitted: auto-replied (Abwesenheit f\xfcr Ann)\r\n\r\nbody"
+
+    letter = parse_letter(raw)
+
+    assert letter.header("auto-submitted") == "auto-replied (Abwesenheit f\u00fcr Ann)"
+
+
+def test_an_empty_plain_part_gives_way_to_the_html_one() -> None:
+    raw = (
+        b"Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\n \r\n"
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>Printer <b>broken</b></p>\r\n--b--\r\n"
+    )
+
+    assert parse_letter(raw).text_body == "Printer broken"
+
+
+@pytest.mark.parametrize(
+    ("raw", "attachments"),
+    [
+        (
+            b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n",
+            True,
+        ),
+        (
+            b"Content-Type: multipart/related; boundary=r\r\n\r\n"
+            b"--r\r\nContent-Type: text/html\r\n\r\n<p>Hi <img src=cid:logo></p>\r\n"
+            b"--r\r\nContent-Type: image/png; name=logo.png\r\nContent-ID: <logo>\r\n"
+            b"Content-Disposition: inline; filename=logo.png\r\n\r\nPNG\r\n--r--\r\n",
+            False,
+        ),
+        (
+            b"Content-Type: multipart/mixed; boundary=m\r\n\r\n"
+            b"--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            b"--m\r\nContent-Type: application/octet-stream; name=data.bin\r\n\r\nxx\r\n--m--\r\n",
+            True,
+        ),
+    ],
+    ids=["single-part attachment", "inline logo in related", "named part without disposition"],
+)
+def test_attachments_are_what_a_reader_calls_attachments(raw: bytes, attachments: bool) -> None:
+    assert parse_letter(raw).has_attachments is attachments

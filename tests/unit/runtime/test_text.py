@@ -76,3 +76,17 @@ def test_nested_scripts_and_styles_are_skipped_and_text_after_them_kept() -> Non
     html = "<head><style>a{}</style><script>1</script></head><p>after</p><script>2</script><p>end</p>"
 
     assert html_to_text(html) == "after\n\nend"
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        # Outlook and Word write conditional comments into the html of every list and image.
+        ("<p>a</p><![ if !supportLists ]><span>1.</span><![ endif ]><p>b</p>", "a\n1.\nb"),
+        ("<p>x<![ if !vml ]><img src=x><![endif]>y</p>", "xy"),
+        ("<p>dangling <![ if", "dangling"),
+        ("<![CDATA[ z ]]>q", "q"),
+    ],
+)
+def test_marked_sections_of_office_html_are_read_not_raised(html: str, text: str) -> None:
+    assert html_to_text(html) == text
