@@ -1,6 +1,7 @@
 """Pure: turns one configured condition into a test on a `LetterView`, its needles prepared once; no I/O.
 
-Text operators compare after `str.casefold` unless the condition is case-sensitive. A negative operator
+Text operators compare Unicode's composed forms, after case folding (`matcher.view.fold`) unless the
+condition is case-sensitive. A negative operator
 is its positive twin's test with the result flipped, so each is exactly its twin's negation.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from matcher.view import FieldKey, LetterView
+from matcher.view import FieldKey, LetterView, fold, normal
 from schemas.conditions import Regex
 from schemas.config import Condition, ConditionField, ConditionOperator
 
@@ -45,13 +46,13 @@ def _test(condition: Condition, operator: ConditionOperator, negated: bool) -> T
         return lambda letter: (not letter.texts(key)) != negated
     if operator is _Op.MATCHES_REGEX:
         return _matches(key, condition.regex(), negated)
-    fold = not condition.case_sensitive
-    texts: Texts = LetterView.folded if fold else LetterView.texts
+    folding = not condition.case_sensitive
+    texts: Texts = LetterView.folded if folding else LetterView.texts
     if operator is _Op.IS_ANY_OF:
-        choices = frozenset(v.casefold() if fold else v for v in condition.values())
+        choices = frozenset(fold(v) if folding else normal(v) for v in condition.values())
         return lambda letter: choices.isdisjoint(texts(letter, key)) == negated
     assert isinstance(condition.value, str), "validated: a text value"
-    needle = condition.value.casefold() if fold else condition.value
+    needle = fold(condition.value) if folding else normal(condition.value)
     if operator is _Op.IS_EQUAL_TO:
         return lambda letter: (needle in texts(letter, key)) != negated
     make = {_Op.CONTAINS: _contains, _Op.STARTS_WITH: _starts_with, _Op.ENDS_WITH: _ends_with}[operator]

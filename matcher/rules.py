@@ -1,8 +1,8 @@
 """Pure: evaluates a mailbox's auto-response rules on a letter; no I/O.
 
 Semantics (written down because the original left them implicit):
-- text is compared after Unicode case folding (`str.casefold`: ß equals ss, İ equals i + U+0307) unless a
-  condition says `case_sensitive: true`;
+- text is compared in Unicode's composed form (NFC) and after case folding (`matcher.view.fold`: ß
+  equals ss, İ equals i) unless a condition says `case_sensitive: true`;
 - `from` offers the sender's display name and address: either may satisfy a condition;
 - `to`, `cc`, `bcc` and `reply_to` are lists: a condition holds when any one recipient satisfies it (name
   or address); `is_empty` holds for an empty list;

@@ -7,6 +7,7 @@ A condition holds on a field when any one of its texts satisfies it, and an empt
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from runtime.text import unmangle
 from schemas.config import ConditionField, HeaderField
 from schemas.events import Address, LetterReceived
 
-__all__ = ["FieldKey", "LetterView", "view_of"]
+__all__ = ["FieldKey", "LetterView", "fold", "normal", "view_of"]
 
 FieldKey = ConditionField | HeaderField
 
@@ -57,19 +58,19 @@ class LetterView:
             object.__setattr__(self, "received", self.received.replace(tzinfo=UTC))
 
     def texts(self, key: FieldKey) -> tuple[str, ...]:
-        """The field's texts as the letter has them."""
+        """The field's texts as the letter has them, in Unicode's composed form (`normal`)."""
         try:
             return self._texts[key]
         except KeyError:
-            made = self._texts[key] = self._make_texts(key)
+            made = self._texts[key] = tuple(normal(text) for text in self._make_texts(key))
             return made
 
     def folded(self, key: FieldKey) -> tuple[str, ...]:
-        """The field's texts after Unicode case folding (`str.casefold`)."""
+        """The field's texts after Unicode case folding (`fold`)."""
         try:
             return self._folded[key]
         except KeyError:
-            made = self._folded[key] = tuple(text.casefold() for text in self.texts(key))
+            made = self._folded[key] = tuple(fold(text) for text in self.texts(key))
             return made
 
     def encoded(self, key: FieldKey) -> tuple[bytes, ...]:
@@ -152,3 +153,17 @@ def _addresses(values: tuple[str, ...]) -> tuple[Address, ...]:
             if a.addr_spec
         )
     return tuple(found)
+
+
+def normal(text: str) -> str:
+    """`text` in Unicode's composed form (NFC): `e` + a combining acute is `é`, as a reader sees it."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def fold(text: str) -> str:
+    """`text` case-folded for comparison: canonical caseless matching (NFD, `str.casefold`, NFC), and
+    the dotted capital I (Turkish `İ`) folded to a plain `i` as its lower case is written elsewhere."""
+    if text.isascii():
+        return text.casefold()
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+    return folded.replace("i\u0307", "i")

@@ -105,11 +105,11 @@ CASES: list[tuple[str, str, Any, dict[str, Any], LetterView, bool]] = [
     ("subject", "is_any_of", ["maße", "grüße"], {}, _letter(subject="GRÜSSE"), True),
     ("subject", "contains", "STRASSE", CS, _letter(subject="Hauptstraße 5"), False),
     ("subject", "does_not_contain", "strasse", {}, _letter(subject="Hauptstraße"), False),
-    # Turkish dotted İ: Unicode casefold is locale-free, İ folds to i + U+0307
+    # Turkish dotted İ: casefold gives i + U+0307, which mailroom folds on to a plain i
     ("subject", "contains", "İSTANBUL", {}, _letter(subject="İstanbul office"), True),
     ("subject", "is_equal_to", "i\u0307stanbul office", {}, _letter(subject="İSTANBUL OFFICE"), True),
     ("subject", "starts_with", "İst", {}, _letter(subject="İSTANBUL"), True),
-    ("subject", "is_equal_to", "istanbul", {}, _letter(subject="İstanbul"), False),
+    ("subject", "is_equal_to", "istanbul", {}, _letter(subject="İstanbul"), True),
     ("subject", "is_equal_to", "k\u0131z", {}, _letter(subject="KIZ"), False),
     ("subject", "contains", "İstanbul", CS, _letter(subject="İSTANBUL"), False),
     # body
