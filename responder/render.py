@@ -7,16 +7,17 @@ the letter creates, else None), `now`. An unknown variable is an error, at load 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from responder.errors import TemplateError
+from responder.sandbox import MAX_SECONDS, Sandbox, render_limited
 from schemas.config import MailroomConfig, ReplyTemplate
 from schemas.errors import ConfigError
 
@@ -32,8 +33,8 @@ __all__ = [
 
 VARIABLES = frozenset({"letter", "mailbox", "rule", "record", "now"})
 
-_PLAIN = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_HTML = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+_PLAIN = Sandbox(autoescape=False)
+_HTML = Sandbox(autoescape=True)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class RenderedReply:
     type: str
 
 
-def _env(template: ReplyTemplate) -> SandboxedEnvironment:
+def _env(template: ReplyTemplate) -> Sandbox:
     return _HTML if template.type == "html" else _PLAIN
 
 
@@ -89,10 +90,16 @@ def _compiled(source: str, html: bool) -> Template:
     return (_HTML if html else _PLAIN).from_string(source)
 
 
-def render(template: ReplyTemplate, variables: dict[str, Any]) -> RenderedReply:
+def render(template: ReplyTemplate, variables: dict[str, Any], seconds: float = MAX_SECONDS) -> RenderedReply:
+    """The reply `template` makes of `variables`, in the sandbox (read-only inputs, at most MAX_CHARS
+    characters each for subject and body, `seconds` in all); TemplateError otherwise."""
+    started = time.monotonic()
     try:
-        subject = _compiled(template.subject, False).render(variables)
-        body = _compiled(template.body, template.type == "html").render(variables)
+        subject = render_limited(_compiled(template.subject, False), variables, seconds)
+        left = max(0.0, seconds - (time.monotonic() - started))
+        body = render_limited(_compiled(template.body, template.type == "html"), variables, left)
+    except TemplateError:
+        raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"syntax error on line {exc.lineno}: {exc.message}") from None
     except SecurityError as exc:

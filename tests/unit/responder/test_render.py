@@ -273,3 +273,44 @@ def test_without_a_record_the_variable_is_none(letter: dict[str, Any]) -> None:
 def test_using_the_record_where_there_is_none_is_a_template_error() -> None:
     with pytest.raises(TemplateError, match="unknown variable"):
         _render("Case {{ record.id }}", record=None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ letter.update({'subject': 'changed'}) }}",
+        "{{ letter.to.append('victim@evil.example') }}",
+        "{% set _ = letter.pop('subject') %}",
+        "{{ mailbox.clear() }}",
+    ],
+)
+def test_a_template_cannot_change_its_inputs(body: str) -> None:
+    variables = _vars()
+
+    with pytest.raises(TemplateError, match="sandbox forbids"):
+        render(ReplyTemplate(subject="s", body=body), variables)
+
+    assert variables["letter"]["subject"] == "Printer broken"
+    assert variables["letter"]["to"] == ["support@acme.example"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ 'a' * 30000000 }}",
+        "{{ ['a'] * 30000000 }}",
+        "{{ 30000000 * 'ab' }}",
+        "{{ 10 ** 10000000 }}",
+        "{% for i in range(100000) %}{{ letter.subject * 10 }}{% endfor %}",
+    ],
+)
+def test_a_template_cannot_build_a_huge_reply(body: str) -> None:
+    with pytest.raises(TemplateError, match="too large"):
+        _render(body)
+
+
+def test_a_template_that_runs_too_long_is_stopped() -> None:
+    body = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}done"
+
+    with pytest.raises(TemplateError, match="took longer than"):
+        render(ReplyTemplate(subject="s", body=body), _vars(), seconds=0.5)
