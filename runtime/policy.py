@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from schemas.events import DeadLetter, LetterReceived
+from schemas.events import DEAD_LETTER_MAX_BYTES, DeadLetter, LetterReceived
 
 __all__ = ["MAX_BACKOFF_SECONDS", "Source", "process_guarded", "process_message"]
 
@@ -64,6 +64,7 @@ async def process_message(
     handle: Callable[[], Awaitable[None]],
     publish_dead: Callable[[DeadLetter], Awaitable[None]],
     letter: Callable[[], LetterReceived | None] = lambda: None,
+    max_bytes: int = DEAD_LETTER_MAX_BYTES,
 ) -> bool:
     """Handles one message under the error policy; a message that fails for good becomes a DeadLetter
     keeping the raw letter when `letter` can give it (else the message's bytes)."""
@@ -81,6 +82,7 @@ async def process_message(
                 offset=source.offset,
                 key=source.key,
                 mailbox_id=found.mailbox_id if found else None,
+                max_bytes=max_bytes,
             )
         )
 

@@ -298,7 +298,9 @@ class StreamWorker:
         def letter() -> LetterReceived | None:
             return self._letter_of(source) if self._letter_of is not None else None
 
-        await process_message(source, handle, publish_dead, letter=letter)
+        await process_message(
+            source, handle, publish_dead, letter=letter, max_bytes=self.kafka.max_message_bytes
+        )
         return emitter.outputs
 
     async def _send(self, output: Output, batch: str | None) -> asyncio.Future[Any]:

@@ -32,6 +32,7 @@ from schemas.config import (
 )
 from schemas.errors import ConfigError, EventError, ImapConnectError, MailroomError, UnknownMailboxError
 from schemas.events import (
+    DEAD_LETTER_MAX_BYTES,
     REPLY_ID_PATTERN,
     Address,
     CaseCreated,
@@ -68,6 +69,7 @@ from schemas.ids import (
 from schemas.records import RecordType, makes_record, record_of_thread
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "LOOP_MARKER_HEADER",
     "REPLY_ID_PATTERN",
     "Address",

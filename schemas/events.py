@@ -6,6 +6,7 @@ raises EventError (never a pydantic trace) when they do not fit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
@@ -17,6 +18,7 @@ from schemas.errors import EventError
 from schemas.ids import deterministic_id
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "REPLY_ID_PATTERN",
     "Address",
     "CaseCreated",
@@ -226,6 +228,12 @@ class LetterDecided(Event):
     skipped_because: str | None = None
     """Set when the letter may not be auto-answered at all (a loop guard), e.g. 'auto-submitted'."""
 
+
+DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
+"""The largest dead letter (as JSON) by default: the pipeline's message size limit."""
+_DEAD_LETTER_OVERHEAD = 64 * 1024
+"""Room for a dead letter's fields other than its original (the reason is cut to _REASON_CHARS)."""
+_REASON_CHARS = 10_000
 
 REPLY_ID_PATTERN = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$"
 """What a reply id may be (an RFC 5322 dot-atom): the reply's Message-ID is `reply-<id>@<mailbox domain>`."""
@@ -461,8 +469,14 @@ class DeadLetter(Event):
     source_key: str | None = None
     mailbox_id: str | None = None
     original: bytes
-    """The raw letter when there is one, otherwise the message value as it was read."""
+    """The raw letter when there is one, otherwise the message value as it was read; only its first
+    bytes when it would not fit in one message (`original_truncated`)."""
     original_kind: Literal["letter", "event"]
+    original_size: int | None = None
+    """The size of the whole original."""
+    original_sha256: str | None = None
+    """The SHA-256 (hex) of the whole original, to find it where it is kept whole (the mailbox)."""
+    original_truncated: bool = False
 
     @classmethod
     def of(
@@ -477,21 +491,28 @@ class DeadLetter(Event):
         offset: int | None = None,
         key: bytes | None = None,
         mailbox_id: str | None = None,
+        max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> DeadLetter:
-        """The dead letter for `error`; its id comes from where the original was read (a retry repeats it)."""
+        """The dead letter for `error`; its id comes from where the original was read (a retry repeats it).
+        It always fits in `max_bytes` as JSON: a longer original keeps its first bytes, its size and hash."""
+        room = max(0, (max_bytes - _DEAD_LETTER_OVERHEAD) * 3 // 4)  # bytes travel as base64
+        reason = str(error) or type(error).__name__
         return cls(
             event_id=deterministic_id("dead-letter", stage, source_topic, partition, offset, original_kind),
             occurred_at=utcnow(),
             stage=stage,
-            reason=str(error) or type(error).__name__,
+            reason=reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 6] + " [...]",
             error_type=type(error).__name__,
             source_topic=source_topic,
             source_partition=partition,
             source_offset=offset,
-            source_key=key.decode("utf-8", "replace") if key is not None else None,
+            source_key=key.decode("utf-8", "replace")[:1000] if key is not None else None,
             mailbox_id=mailbox_id,
-            original=original,
+            original=original[:room],
             original_kind=original_kind,
+            original_size=len(original),
+            original_sha256=hashlib.sha256(original).hexdigest(),
+            original_truncated=len(original) > room,
         )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import email
+import hashlib
 from collections import Counter
 from email import policy
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 from deploy.local.dovecot import Dovecot
 from deploy.local.mailbox import append_message, fetch_messages, wait_for_messages
@@ -280,3 +282,46 @@ def test_first_match_sends_one_reply_where_two_rules_match_and_all_matching_two(
     decided = {d.mailbox_id: d for d in reader.events(topics.LETTERS_DECIDED, LetterDecided)}
     assert [len(decided["first"].reply_ids), len(decided["every"].reply_ids)] == [1, 2]
     assert [r.rule_id for r in decided["first"].rules] == ["help"]  # first_match stops at the first match
+
+
+def test_a_letter_with_a_large_body_flows_and_an_event_over_the_limit_is_dead_lettered_within_it(
+    pipeline_factory: PipelineFactory, dovecot: Dovecot, smtp_relay: SmtpRelay, mail_user_factory: Any
+) -> None:
+    desk, customer = mail_user_factory("desk"), mail_user_factory("customer")
+    quoting = {
+        **ACK,
+        "template": {"subject": "Re: {{ letter.subject }}", "body": "{{ letter.text_body[:100] }}"},
+    }
+    pipeline, reader = pipeline_factory(
+        {"mailboxes": [_box(desk, "desk", dovecot, smtp_relay, processing={"type": "case"}, rules=[quoting])]}
+    )
+    body = "A long report. " * 100_000  # 1.5 MB of text: every event made of it is over 1,000,000 bytes
+    big, big_id = letter(customer.address, desk.address, "Big report", body)
+    small, small_id = letter(customer.address, desk.address, "Small question", "Just this.")
+    pipeline.start()
+    producer = KafkaProducer(
+        bootstrap_servers=pipeline.kafka.bootstrap_servers, max_request_size=17 * 1024 * 1024
+    )
+    junk = b"{" + b"x" * (15 * 1024 * 1024)  # an event no stream worker can read, near the size limit
+    producer.send(pipeline.kafka.topic(topics.LETTERS_RECEIVED), key=b"desk", value=junk).get(timeout=60)
+    producer.close()
+    append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, big)
+    append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, small)
+    try:
+        wait_for_messages(
+            dovecot.host, dovecot.imap_port, customer.address, customer.password, 2, timeout=120
+        )
+        cases = wait_until(
+            "two cases", lambda: c if len(c := reader.events(topics.CASES, CaseCreated)) >= 2 else None
+        )
+        (dead,) = wait_until("the dead letter", lambda: reader.events(topics.DEAD_LETTERS, DeadLetter))
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{dump_logs(pipeline)}") from exc
+
+    by_letter = {c.message_id: c for c in cases}
+    assert by_letter[big_id].description == body.strip() and by_letter[small_id].description == "Just this."
+    assert (dead.stage, dead.error_type, dead.original_kind) == ("matcher", "EventError", "event")
+    assert dead.original_truncated and dead.original_size == len(junk)
+    assert dead.original == junk[: len(dead.original)]
+    assert dead.original_sha256 == hashlib.sha256(junk).hexdigest()
+    assert max(len(r.value) for r in reader.records(topics.DEAD_LETTERS)) <= pipeline.kafka.max_message_bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -198,3 +199,37 @@ def test_a_retried_dead_letter_keeps_its_id_and_another_message_gets_another() -
 
     assert first.event_id == retried.event_id
     assert first.event_id != other.event_id
+
+
+def test_a_dead_letter_always_fits_its_limit_keeping_the_size_and_hash_of_the_whole_original() -> None:
+    original = bytes(range(256)) * (80 * 1024)  # 20 MiB
+    limit = 16 * 1024 * 1024
+
+    dead = DeadLetter.of(
+        "matcher",
+        ValueError("x" * 100_000),
+        "letters",
+        original,
+        "event",
+        partition=0,
+        offset=1,
+        max_bytes=limit,
+    )
+    data = dead.to_bytes()
+
+    assert len(data) <= limit
+    again = parse_event(DeadLetter, data)
+    assert again.original_truncated is True
+    assert again.original == original[: len(again.original)] and len(again.original) > limit // 2
+    assert (again.original_size, again.original_sha256) == (
+        len(original),
+        hashlib.sha256(original).hexdigest(),
+    )
+    assert len(again.reason) <= 10_000
+
+
+def test_a_small_dead_letter_keeps_its_whole_original() -> None:
+    dead = DeadLetter.of("matcher", ValueError("x"), "letters", RAW, "letter", partition=0, offset=1)
+
+    assert (dead.original, dead.original_truncated, dead.original_size) == (RAW, False, len(RAW))
+    assert dead.original_sha256 == hashlib.sha256(RAW).hexdigest()
