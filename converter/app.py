@@ -1,9 +1,9 @@
 """I/O edge: the converter's stream handler. One lead or case per thread, and a link for every later letter.
 
 A record id depends only on the mailbox and the thread, a link id on the record and the letter. The
-converter's ledger holds the id of every record and link it published (and the Message-ID of the letter
-each record was made from), so a record or link already published, even just before a crash, is never
-published again.
+converter's ledger holds the id of every record and link it published, so a record or link already
+published, even just before a crash, is never published again; the letter a record was made from, read
+again, is the one the matcher still calls the start of its thread.
 """
 
 from __future__ import annotations
@@ -29,25 +29,20 @@ STAGE = "converter"
 
 
 def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
-    records: dict[str, str] = {}
-    """Record id -> Message-ID of the letter it was made from."""
+    records: set[str] = set()
     links: set[str] = set()
 
     def fold_fact(fact: Fact) -> None:
         if fact.get("t") == "link":
             links.add(str(fact["id"]))
         elif fact.get("t") == "record":
-            records[str(fact["id"])] = str(fact.get("message_id", ""))
+            records.add(str(fact["id"]))
 
     def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact | None:
         event_id = field_of(data, "event_id")
         if event_id is None:
             return None
-        fact: Fact = (
-            {"t": "link", "id": event_id}
-            if spec is topics.LETTER_LINKS
-            else {"t": "record", "id": event_id, "message_id": field_of(data, "message_id") or ""}
-        )
+        fact: Fact = {"t": "link" if spec is topics.LETTER_LINKS else "record", "id": event_id}
         fold_fact(fact)
         return fact
 
@@ -74,8 +69,8 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
             return
         record_type, record_id = kind
         if record_id in records:
-            if records[record_id] == letter.message_id:
-                return  # the letter the record was made from, read again
+            if letter.starts_thread:
+                return  # the letter the record was made from, read again (a copy, a replay)
             link = link_for(letter, record_type, record_id, utcnow())
             if link.event_id not in links:
                 out.emit(topics.LETTER_LINKS, record_id, link)
@@ -94,8 +89,8 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         if record is None:
             return
         out.emit(topics.LEADS if isinstance(record, LeadCreated) else topics.CASES, record.event_id, record)
-        out.remember(record.event_id, {"t": "record", "id": record.event_id, "message_id": letter.message_id})
-        records[record.event_id] = letter.message_id
+        out.remember(record.event_id, {"t": "record", "id": record.event_id})
+        records.add(record.event_id)
         logger.info(
             "%s: %s %s %s from letter %s",
             source.where(),

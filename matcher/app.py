@@ -38,7 +38,8 @@ def letter_fact(letter: LetterThreaded) -> Fact:
     return {
         "t": "letter",
         "m": letter.mailbox_id,
-        "id": letter.message_id,
+        "id": letter.letter_key or letter.message_id,
+        "fp": letter.fingerprint,
         "thread": letter.thread_id,
         "starts": letter.starts_thread,
         "named": [*letter.in_reply_to, *letter.references],
@@ -66,7 +67,9 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
 
     def fold_fact(fact: Fact) -> None:
         if fact.get("t") == "letter":
-            threads.remember(fact["m"], fact["id"], fact["thread"], bool(fact["starts"]), fact["named"])
+            threads.remember(
+                fact["m"], fact["id"], fact["thread"], bool(fact["starts"]), fact["named"], fact.get("fp", "")
+            )
         elif fact.get("t") == "reply":
             threads.remember(fact["m"], reply_message_id(fact["reply"], fact["email"]), fact["thread"], False)
             if fact["kind"] == "auto":
@@ -109,8 +112,8 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         mailbox = config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
-        known = threads.knows(mailbox.id, letter.headers.message_id)
         outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, history, utcnow())
+        known = threads.knows(mailbox.id, outcome.threaded.letter_key)
         out.emit(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
         out.emit(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:

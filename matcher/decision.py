@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +24,7 @@ from schemas.events import (
 from schemas.ids import deterministic_id, reply_id
 from schemas.records import makes_record, record_of_thread
 
-__all__ = ["Outcome", "created_record", "decide", "names_text_body", "reply_subject"]
+__all__ = ["Outcome", "created_record", "decide", "letter_fingerprint", "names_text_body", "reply_subject"]
 
 _REPLY_PREFIXES = ("re:", "aw:", "sv:", "antw:")
 
@@ -55,7 +56,10 @@ def decide(
             f"address (no usable From, Sender or Reply-To); defects: {', '.join(letter.defects) or 'none'}"
         )
     parsed = parse_letter(letter.raw)
-    place = threads.place(mailbox.id, head.message_id, head.in_reply_to, head.references)
+    fingerprint = letter_fingerprint(sender, head.date, head.subject, parsed.text_body)
+    # A web form may send every letter with one Message-ID: another letter under a known id is its own.
+    key = threads.key_of(mailbox.id, head.message_id, fingerprint)
+    place = threads.place(mailbox.id, key, head.in_reply_to, head.references)
     own = config.mailbox_addresses()
     blocked = auto_reply_block(parsed, sender, own, mailbox.limits)
     threaded = LetterThreaded(
@@ -66,6 +70,8 @@ def decide(
         organization=mailbox.organization,
         letter_id=letter.event_id,
         message_id=head.message_id,
+        letter_key=key,
+        fingerprint=fingerprint,
         thread_id=place.thread_id,
         starts_thread=place.starts_thread,
         in_reply_to=head.in_reply_to,
@@ -100,7 +106,7 @@ def decide(
     record = created_record(threaded, mailbox)
     recipient = reply_recipient(head.reply_to, sender, own, mailbox.limits)
     wanted = [
-        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, recipient, now)
+        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, recipient, key, now)
         for rule in chosen
     ]
     limited_by = (
@@ -130,8 +136,15 @@ def decide(
         reply_ids=tuple(r.reply_id for r in replies),
         limited=limited,
         skipped_because=blocked,
+        handled_as=key if key != head.message_id else None,
     )
     return Outcome(threaded, shared, decided, replies)
+
+
+def letter_fingerprint(sender: Address, date: datetime | None, subject: str, text: str) -> str:
+    """What copies of one letter share and two letters under one Message-ID do not (hex SHA-256)."""
+    parts = (sender.address.lower(), date.isoformat() if date else "", subject, text)
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def created_record(threaded: LetterThreaded, mailbox: Mailbox) -> dict[str, str] | None:
@@ -158,10 +171,11 @@ def _reply(
     thread_id: str,
     record: dict[str, str] | None,
     recipient: Address,
+    key: str,
     now: datetime,
 ) -> ReplyRequested:
     head = letter.headers
-    rid = reply_id(mailbox.id, head.message_id, rule.id)
+    rid = reply_id(mailbox.id, key, rule.id)
     template = config.template_of(rule)
     fields: dict[str, object] = {
         "subject": head.subject,

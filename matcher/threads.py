@@ -34,8 +34,8 @@ class ThreadIndex:
 
     _threads: dict[tuple[str, str], str] = field(default_factory=dict)
     _starters: dict[tuple[str, str], str] = field(default_factory=dict)
-    _placed: set[tuple[str, str]] = field(default_factory=set)
-    """The letters and replies remembered themselves (not only named by others)."""
+    _placed: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The letters and replies remembered themselves (not only named by others), with their fingerprint."""
 
     def place(
         self, mailbox_id: str, message_id: str, in_reply_to: Iterable[str], references: Iterable[str]
@@ -58,10 +58,11 @@ class ThreadIndex:
         thread_id: str,
         starts_thread: bool,
         named: Iterable[str] = (),
+        fingerprint: str = "",
     ) -> None:
         """Records a placed letter (or a reply mailroom sent) and the ids it names."""
         self._threads[(mailbox_id, message_id)] = thread_id
-        self._placed.add((mailbox_id, message_id))
+        self._placed.setdefault((mailbox_id, message_id), fingerprint)
         for other in named:
             self._threads.setdefault((mailbox_id, other), thread_id)
         if starts_thread:
@@ -70,10 +71,11 @@ class ThreadIndex:
     def remember_letter(self, letter: LetterThreaded) -> None:
         self.remember(
             letter.mailbox_id,
-            letter.message_id,
+            letter.letter_key or letter.message_id,
             letter.thread_id,
             letter.starts_thread,
             (*letter.in_reply_to, *letter.references),
+            letter.fingerprint,
         )
 
     def remember_reply(self, reply: ReplyRequested) -> None:
@@ -85,6 +87,14 @@ class ThreadIndex:
     def knows(self, mailbox_id: str, message_id: str) -> bool:
         """Whether the letter (or reply) itself was remembered already."""
         return (mailbox_id, message_id) in self._placed
+
+    def key_of(self, mailbox_id: str, message_id: str, fingerprint: str) -> str:
+        """The key a letter is told apart by: its Message-ID, unless a letter with another fingerprint was
+        remembered under it; then the Message-ID + `#` + the start of this letter's fingerprint."""
+        known = self._placed.get((mailbox_id, message_id))
+        if not known or not fingerprint or known == fingerprint:
+            return message_id
+        return f"{message_id}#{fingerprint[:16]}"
 
     def clear(self) -> None:
         self._threads.clear()

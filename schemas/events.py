@@ -148,6 +148,11 @@ class LetterThreaded(Event):
     letter_id: str
     """The event id of the LetterReceived this comes from."""
     message_id: str
+    letter_key: str = ""
+    """How mailroom tells this letter apart: its Message-ID; or, when another letter (another sender, date
+    or text) came before with the same Message-ID, that id + `#` + a fingerprint of this letter."""
+    fingerprint: str = ""
+    """A hash of the letter's sender, date, subject and text: copies of one letter share it."""
     thread_id: str
     starts_thread: bool
     """True for the first letter of its thread that mailroom saw: the one a lead or case is made from."""
@@ -227,6 +232,9 @@ class LetterDecided(Event):
     """Replies a rule chose but a rate limit held back, as `rule id: reason`."""
     skipped_because: str | None = None
     """Set when the letter may not be auto-answered at all (a loop guard), e.g. 'auto-submitted'."""
+    handled_as: str | None = None
+    """Set when another letter came before with this letter's Message-ID: the key this one is told apart
+    by (its own thread, record and replies)."""
 
 
 DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024

@@ -502,3 +502,35 @@ def test_a_reply_request_carries_the_body_only_for_a_template_that_names_it(
     (reply,) = outcome.replies
     assert ("text_body" in reply.letter) is carried
     assert reply.letter.get("text_body", "Please help") == "Please help"
+
+
+def test_two_letters_with_one_message_id_are_told_apart_and_each_answered() -> None:
+    box = mailbox(rule("ack"), processing=CaseProcessing(type="case"))
+    made = config(box)
+    threads, history = ThreadIndex(), ReplyHistory()
+
+    def decided(raw: bytes, uid: int) -> Outcome:
+        outcome = decide(_received(raw, uid), box, made, compile_rules(box), threads, history, NOW)
+        threads.remember_letter(outcome.threaded)
+        for reply in outcome.replies:
+            threads.remember_reply(reply)
+            history.remember(reply)
+        return outcome
+
+    # A web form sends every letter with the same Message-ID.
+    first = decided(letter_bytes(sender="ann@customer.example", body="My printer", message_id="form@web"), 1)
+    copy = decided(letter_bytes(sender="ann@customer.example", body="My printer", message_id="form@web"), 2)
+    other = decided(letter_bytes(sender="bob@other.example", body="My invoice", message_id="form@web"), 3)
+
+    assert first.threaded.starts_thread and copy.threaded.starts_thread  # the same letter, read twice
+    assert copy.threaded.thread_id == first.threaded.thread_id
+    assert [r.reply_id for r in copy.replies] == [r.reply_id for r in first.replies]
+    assert other.threaded.starts_thread and other.threaded.thread_id != first.threaded.thread_id
+    assert other.threaded.message_id == "form@web"  # the header as it is; the key tells them apart
+    assert other.threaded.letter_key.startswith("form@web#") and first.threaded.letter_key == "form@web"
+    assert other.replies and other.replies[0].reply_id != first.replies[0].reply_id
+    assert other.replies[0].in_reply_to == "form@web"
+    assert other.decided.handled_as == other.threaded.letter_key
+    assert first.decided.handled_as is None
+    records = {created_record(o.threaded, box)["id"] for o in (first, other)}  # type: ignore[index]
+    assert len(records) == 2
