@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
-from runtime.mail import POLICY
+from runtime.mail import POLICY, repaired
 from runtime.text import unmangle
 from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
@@ -46,7 +46,7 @@ def synthetic_message_id(raw: bytes) -> str:
 
 def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
     """The letter's header fields and the defects found on the way (recorded, never raised)."""
-    msg = _PARSER.parsebytes(raw)
+    msg = _PARSER.parsebytes(repaired(raw))
     assert isinstance(msg, EmailMessage)
     defects = [type(d).__name__ for d in msg.defects]
 
@@ -94,18 +94,22 @@ def _ids(value: str) -> list[str]:
 
 
 def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address]:
-    try:
-        header = msg.get(name)
-        if header is None:
-            return []
-        if not isinstance(header, AddressHeader):
-            return []
-        found = [
-            Address(name=unmangle(a.display_name), address=unmangle(a.addr_spec)) for a in header.addresses
-        ]
-    except Exception as exc:  # e.g. a display name with a line break in it: read the list plainly
-        defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
-        found = _plain_addresses(_raw(msg, name))
+    """The addresses of every `name` header (a letter may carry a junk one before the real one)."""
+    found: list[Address] = []
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() != wanted:
+            continue
+        try:
+            header = POLICY.header_fetch_parse(name, unmangle(str(value)))
+            if isinstance(header, AddressHeader):
+                found.extend(
+                    Address(name=unmangle(a.display_name), address=unmangle(a.addr_spec))
+                    for a in header.addresses
+                )
+        except Exception as exc:  # e.g. a display name with a line break in it: read the list plainly
+            defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
+            found.extend(_plain_addresses(unmangle(str(value))))
     return [a for a in found if "@" in a.address]
 
 

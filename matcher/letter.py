@@ -14,6 +14,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import Compat32
 
+from runtime.mail import repaired
 from runtime.text import html_to_text, unmangle
 
 __all__ = ["ParsedLetter", "parse_letter"]
@@ -47,7 +48,7 @@ class ParsedLetter:
 
 
 def parse_letter(raw: bytes) -> ParsedLetter:
-    msg = _PARSER.parsebytes(raw)
+    msg = _PARSER.parsebytes(repaired(raw))
     assert isinstance(msg, EmailMessage)
     defects = [type(d).__name__ for d in msg.defects]
     headers: dict[str, list[str]] = {}
@@ -57,6 +58,9 @@ def parse_letter(raw: bytes) -> ParsedLetter:
     html = _body(msg, "html", defects)
     # A plain part left empty beside the html one (some mail programs send that) gives way to it.
     text = plain if plain and plain.strip() else html_to_text(html) if html is not None else plain or ""
+    if not text.strip() and msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+        # A multipart whose boundary is missing or never used: its body is the letter's text.
+        text = _text(msg, defects) or ""
     attachments = _has_attachments(msg, defects)
     return ParsedLetter(
         text_body=text.replace("\r\n", "\n").strip(),

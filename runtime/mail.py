@@ -1,4 +1,5 @@
-"""Pure: the email package's `policy.default`, made fast for mailroom's volumes.
+"""Pure: what every worker needs of the email package: a letter's bytes repaired before they are parsed,
+and `policy.default` made fast for mailroom's volumes.
 
 The standard header registry builds a new class for every header it parses or sets (a `type(...)` call in
 `HeaderRegistry.__getitem__`); composing one reply set a dozen headers and paid for a dozen classes.
@@ -8,6 +9,7 @@ the standard ones do.
 
 from __future__ import annotations
 
+import re
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 
@@ -35,3 +37,31 @@ SMTP_POLICY = policy.SMTP.clone(header_factory=_REGISTRY)
 """`policy.SMTP` (CRLF line ends), its header classes made once."""
 SMTPUTF8_POLICY = policy.SMTPUTF8.clone(header_factory=_REGISTRY)
 """`policy.SMTPUTF8`, its header classes made once."""
+
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+_CONTINUATION = (b" ", b"\t")
+_FROM_LINE = re.compile(rb"(?im)^from[ \t]*:")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_SEARCH_BYTES = 64 * 1024
+
+
+def repaired(raw: bytes) -> bytes:
+    """A letter's bytes as the parser should read them, for the shapes it reads wrongly: NUL bytes in the
+    header block (the parser ends the headers there) are dropped, and text pasted above the header block
+    (a forwarded letter saved with a note on top) is skipped up to the header block that has a From."""
+    end = _BLANK_LINE.search(raw)
+    head_end = end.start() if end else len(raw)
+    if b"\x00" in raw[:head_end]:
+        raw = raw[:head_end].replace(b"\x00", b"") + raw[head_end:]
+    first = raw[: raw.find(b"\n")] if b"\n" in raw else raw
+    if not first.strip() or _HEADER_LINE.match(first) or first.startswith(b"From "):
+        return raw
+    found = _FROM_LINE.search(raw, 0, _SEARCH_BYTES)
+    if found is None:
+        return raw
+    lines = raw[: found.start()].split(b"\n")[:-1]  # the lines above the From line
+    start = found.start()
+    while lines and (_HEADER_LINE.match(lines[-1]) or lines[-1].startswith(_CONTINUATION)):
+        start -= len(lines.pop()) + 1
+    return raw[start:]

@@ -410,3 +410,40 @@ def test_a_display_name_the_header_registry_refuses_still_gives_the_sender(
     headers, _ = parse_headers(header + b"\r\nSubject: x\r\n\r\nbody")
 
     assert headers.from_ == sender
+
+
+FORWARDED = (
+    b"---------- Forwarded message ----------\r\nsee below\r\n\r\n"
+    b"From: Ann Lee <ann@customer.example>\r\nSubject: Printer broken\r\n"
+    b"Message-ID: <fw@customer.example>\r\n"
+    b"\r\nThe printer on floor 2 is broken.\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "sender", "subject"),
+    [
+        (FORWARDED, "ann@customer.example", "Printer broken"),
+        (
+            b"From: junk\r\nFrom: Ann <ann@customer.example>\r\nSubject: Two\r\n\r\nbody",
+            "ann@customer.example",
+            "Two",
+        ),
+        (
+            b"From: ann@customer.example\r\nX-J\x00unk: a\r\nSubject: After nul\r\n\r\nbody",
+            "ann@customer.example",
+            "After nul",
+        ),
+        (
+            b"From: ann@customer.example\r\n\x00X-Junk: a\r\nSubject: After nul\r\n\r\nbody",
+            "ann@customer.example",
+            "After nul",
+        ),
+    ],
+    ids=["text pasted above the headers", "junk first From", "NUL inside a header", "NUL starting a header"],
+)
+def test_letters_of_odd_shape_still_give_sender_and_subject(raw: bytes, sender: str, subject: str) -> None:
+    headers, _ = parse_headers(raw)
+
+    assert headers.from_ is not None and headers.from_.address == sender
+    assert headers.subject == subject

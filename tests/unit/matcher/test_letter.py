@@ -223,3 +223,22 @@ def test_an_empty_plain_part_gives_way_to_the_html_one() -> None:
 )
 def test_attachments_are_what_a_reader_calls_attachments(raw: bytes, attachments: bool) -> None:
     assert parse_letter(raw).has_attachments is attachments
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (
+            b"---------- Forwarded message ----------\r\nsee below\r\n\r\n"
+            b"From: Ann Lee <ann@customer.example>\r\nSubject: Printer broken\r\n\r\n"
+            b"The printer is broken.\r\n",
+            "The printer is broken.",
+        ),
+        (b"Content-Type: multipart/mixed; boundary=zzz\r\n\r\nHello there\r\n", "Hello there"),
+        (b"Content-Type: multipart/mixed\r\n\r\nHello there\r\n", "Hello there"),
+        (b"From: a@b.example\r\nX-J\x00unk: a\r\nSubject: s\r\n\r\nthe body\r\n", "the body"),
+    ],
+    ids=["text pasted above the headers", "boundary never used", "no boundary", "NUL in a header"],
+)
+def test_the_body_of_a_letter_of_odd_shape_is_still_read(raw: bytes, text: str) -> None:
+    assert parse_letter(raw).text_body == text
