@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
+from runtime.charsets import charset_hint
 from runtime.mail import POLICY, repaired
 from runtime.text import unmangle
 from schemas.events import Address, LetterHeaders, LetterReceived
@@ -54,17 +55,18 @@ def parse_headers(raw: bytes) -> tuple[LetterHeaders, tuple[str, ...]]:
     synthetic = not message_id
     if synthetic:
         message_id = synthetic_message_id(raw)
-    senders = _addresses(msg, "From", defects) or _addresses(msg, "Sender", defects)
+    hint = charset_hint(raw)  # raw 8-bit header text is most likely in the charset the letter names
+    senders = _addresses(msg, "From", defects, hint) or _addresses(msg, "Sender", defects, hint)
     headers = LetterHeaders(
         message_id=message_id,
         message_id_synthetic=synthetic,
         in_reply_to=tuple(_ids(_raw(msg, "In-Reply-To"))),
         references=tuple(_ids(_raw(msg, "References"))),
-        subject=" ".join(unmangle(_text(msg, "Subject", defects)).split()),
+        subject=" ".join(_subject(msg, defects, hint).split()),
         from_=senders[0] if senders else None,
-        reply_to=tuple(_addresses(msg, "Reply-To", defects)),
-        to=tuple(_addresses(msg, "To", defects)),
-        cc=tuple(_addresses(msg, "Cc", defects)),
+        reply_to=tuple(_addresses(msg, "Reply-To", defects, hint)),
+        to=tuple(_addresses(msg, "To", defects, hint)),
+        cc=tuple(_addresses(msg, "Cc", defects, hint)),
         date=_date(msg, defects),
     )
     return headers, tuple(dict.fromkeys(defects))
@@ -75,6 +77,15 @@ def _raw(msg: EmailMessage, name: str) -> str:
     wanted = name.lower()
     value = next((v for k, v in msg.raw_items() if k.lower() == wanted), "")
     return unmangle(str(value))
+
+
+def _subject(msg: EmailMessage, defects: list[str], hint: str | None) -> str:
+    """The subject, RFC 2047-decoded; one written in raw 8-bit bytes read in the letter's charset (the
+    header registry would have replaced those bytes already)."""
+    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"), "")
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        return unmangle(raw, hint)
+    return _text(msg, "Subject", defects)
 
 
 def _text(msg: EmailMessage, name: str, defects: list[str]) -> str:
@@ -93,7 +104,7 @@ def _ids(value: str) -> list[str]:
     return list(dict.fromkeys(i for i in found if i))
 
 
-def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address]:
+def _addresses(msg: EmailMessage, name: str, defects: list[str], hint: str | None) -> list[Address]:
     """The addresses of every `name` header (a letter may carry a junk one before the real one)."""
     found: list[Address] = []
     wanted = name.lower()
@@ -101,15 +112,12 @@ def _addresses(msg: EmailMessage, name: str, defects: list[str]) -> list[Address
         if key.lower() != wanted:
             continue
         try:
-            header = POLICY.header_fetch_parse(name, unmangle(str(value)))
+            header = POLICY.header_fetch_parse(name, unmangle(str(value), hint))
             if isinstance(header, AddressHeader):
-                found.extend(
-                    Address(name=unmangle(a.display_name), address=unmangle(a.addr_spec))
-                    for a in header.addresses
-                )
+                found.extend(Address(name=a.display_name, address=a.addr_spec) for a in header.addresses)
         except Exception as exc:  # e.g. a display name with a line break in it: read the list plainly
             defects.append(f"Invalid{name.replace('-', '')}Header:{type(exc).__name__}")
-            found.extend(_plain_addresses(unmangle(str(value))))
+            found.extend(_plain_addresses(unmangle(str(value), hint)))
     return [a for a in found if "@" in a.address]
 
 

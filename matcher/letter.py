@@ -14,6 +14,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import Compat32
 
+from runtime.charsets import charset_hint, decode_text
 from runtime.mail import repaired
 from runtime.text import html_to_text, unmangle
 
@@ -52,8 +53,9 @@ def parse_letter(raw: bytes) -> ParsedLetter:
     assert isinstance(msg, EmailMessage)
     defects = [type(d).__name__ for d in msg.defects]
     headers: dict[str, list[str]] = {}
+    hint = msg.get_content_charset() or charset_hint(raw)
     for name, value in msg.raw_items():
-        headers.setdefault(name.lower(), []).append(_header_text(value))
+        headers.setdefault(name.lower(), []).append(_header_text(value, hint))
     plain = _body(msg, "plain", defects)
     html = _body(msg, "html", defects)
     # A plain part left empty beside the html one (some mail programs send that) gives way to it.
@@ -72,9 +74,9 @@ def parse_letter(raw: bytes) -> ParsedLetter:
     )
 
 
-def _header_text(value: object) -> str:
-    """A header's value on one line; raw 8-bit bytes read as UTF-8, else Latin-1 (RFC 6532)."""
-    return " ".join(unmangle(str(value)).split())
+def _header_text(value: object, charset: str | None) -> str:
+    """A header's value on one line; raw 8-bit bytes read in the letter's charset (`unmangle`)."""
+    return " ".join(unmangle(str(value), charset).split())
 
 
 def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
@@ -89,17 +91,14 @@ def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
 
 
 def _text(part: Message, defects: list[str]) -> str | None:
-    """A text part's content (transfer encoding undone, charset decoded), as `get_content` gives it."""
+    """A text part's content (transfer encoding undone, charset decoded as `runtime.charsets` reads it)."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return None
-    charset = part.get_content_charset() or "us-ascii"
-    try:
-        return payload.decode(charset, "replace")
-    except (LookupError, UnicodeError, ValueError, AssertionError):
-        # Unknown or lying charset: keep what can be read rather than nothing.
-        defects.append("UndecodableBody")
-        return payload.decode("utf-8", "replace")
+    text, as_named = decode_text(payload, part.get_content_charset())
+    if not as_named:
+        defects.append("UndecodableBody")  # read as well as could be, but not in the charset it names
+    return text
 
 
 def _has_attachments(msg: EmailMessage, defects: list[str]) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from runtime.charsets import decode_text
+
 __all__ = ["html_to_text", "unmangle"]
 
 _BLOCKS = {"p", "div", "br", "li", "tr", "blockquote", "pre", "table", "hr", "h1", "h2", "h3", "h4", "h5"}
@@ -14,16 +16,13 @@ _HIDDEN = {"script", "style", "head", "title"}
 _SPACE = re.compile(r"\s+")
 
 
-def unmangle(text: str) -> str:
-    """Header text parsed from raw 8-bit bytes carries them as surrogate escapes: decode them as UTF-8
-    (RFC 6532), else as Latin-1, so the text is readable and can be serialized."""
+def unmangle(text: str, charset: str | None = None) -> str:
+    """Header text parsed from raw 8-bit bytes carries them as surrogate escapes: read them in the
+    letter's `charset` (see `runtime.charsets`), else as UTF-8 (RFC 6532), else as the best guess, so
+    the text is readable and can be serialized."""
     if not any("\udc80" <= ch <= "\udcff" for ch in text):
         return text
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    return decode_text(text.encode("utf-8", "surrogateescape"), charset)[0]
 
 
 class _TextExtractor(HTMLParser):

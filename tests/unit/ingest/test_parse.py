@@ -447,3 +447,16 @@ def test_letters_of_odd_shape_still_give_sender_and_subject(raw: bytes, sender: 
 
     assert headers.from_ is not None and headers.from_.address == sender
     assert headers.subject == subject
+
+
+def test_raw_8bit_subjects_and_names_are_read_in_the_letters_charset() -> None:
+    raw = (
+        b"From: " + "王小明".encode("gbk") + b" <wang@customer.example>\r\n"
+        b"Subject: " + "你好\uff0c关于订单的问题".encode("gbk") + b"\r\n"
+        b"Content-Type: text/plain; charset=GB2312\r\n\r\nbody"
+    )
+
+    headers, _ = parse_headers(raw)
+
+    assert headers.subject == "你好\uff0c关于订单的问题"
+    assert headers.from_ == Address(name="王小明", address="wang@customer.example")

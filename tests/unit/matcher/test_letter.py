@@ -242,3 +242,38 @@ def test_attachments_are_what_a_reader_calls_attachments(raw: bytes, attachments
 )
 def test_the_body_of_a_letter_of_odd_shape_is_still_read(raw: bytes, text: str) -> None:
     assert parse_letter(raw).text_body == text
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        # Labelled GB2312, written in GBK (a character GB2312 lacks): very common in Chinese mail.
+        (
+            b"Content-Type: text/plain; charset=gb2312\r\n\r\n" + "朱镕基总理的讲话".encode("gbk"),
+            "朱镕基总理的讲话",
+        ),
+        # Labelled ISO-8859-1, written in windows-1252 (the euro sign and dashes).
+        (
+            b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\n" + "Preis \u2013 20 €".encode("cp1252"),
+            "Preis \u2013 20 €",
+        ),
+        # No charset at all, 8-bit UTF-8 text.
+        (b"Content-Type: text/plain\r\n\r\n" + "Grüße aus Köln".encode(), "Grüße aus Köln"),
+    ],
+    ids=["gb2312 label, gbk text", "latin-1 label, windows-1252 text", "no label, utf-8"],
+)
+def test_bodies_in_mislabelled_charsets_are_read_right(raw: bytes, text: str) -> None:
+    assert parse_letter(raw).text_body == text
+
+
+def test_a_raw_8bit_header_is_read_in_the_letters_own_charset() -> None:
+    subject = "你好\uff0c关于订单的问题"
+    raw = (
+        b"From: ann@customer.example\r\nSubject: " + subject.encode("gbk") + b"\r\n"
+        b"Content-Type: text/plain; charset=gbk\r\n\r\n" + "请帮忙".encode("gbk")
+    )
+
+    letter = parse_letter(raw)
+
+    assert letter.header("subject") == subject
+    assert letter.text_body == "请帮忙"
