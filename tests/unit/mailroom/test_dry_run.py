@@ -335,3 +335,59 @@ def test_a_letter_mailroom_cannot_process_exits_1_saying_why(
     assert out == ""
     assert "it would go to the dead-letter topic" in err
     assert "no sender address" in err
+
+
+AUDIT_LETTERS = {
+    "reply-to of thirty": (
+        _letter(
+            headers="Reply-To: " + ", ".join(f"x{i}@x.example" for i in range(29)) + ", v@victim.example\n"
+        ),
+        "To: x0@x.example",
+    ),
+    "reply-to noreply": (
+        _letter(headers="Reply-To: noreply@customer.example\n"),
+        "To: Ann Lee <ann@customer.example>",
+    ),
+    "reply-to the mailbox": (
+        _letter(headers="Reply-To: support@acme.example\n"),
+        "To: Ann Lee <ann@customer.example>",
+    ),
+    "x-autoreply": (
+        _letter(headers="X-Autoreply: yes\n"),
+        "Loop guard: mailroom never auto-replies to this letter",
+    ),
+    "precedence auto_reply": (
+        _letter(headers="Precedence: auto_reply\n"),
+        "Loop guard: mailroom never auto-replies to this letter: precedence: auto_reply",
+    ),
+    "no_reply sender": (
+        _letter(sender="no_reply@shop.example"),
+        "Loop guard: mailroom never auto-replies to this letter: automated sender: no_reply@shop.example",
+    ),
+    "line break in the encoded name": (
+        _letter(sender="=?utf-8?B?RXZlClNtaXRo?= <eve@evil.example>"),
+        "From: Eve Smith <eve@evil.example>",
+    ),
+    "8-bit auto-submitted": (
+        _letter(headers="Auto-Submitted: auto-replied (fXr Ann)\n").replace(b"fXr", b"f\xfcr"),
+        "Loop guard: mailroom never auto-replies to this letter: auto-submitted: auto-replied (f\u00fcr ann)",
+    ),
+    "office html": (
+        b"From: ann@customer.example\nSubject: Lists\nMessage-ID: <o@c>\nContent-Type: text/html\n\n"
+        b"<p>a</p><![ if !supportLists ]>1.<![ endif ]><p>b</p>\n",
+        "Reply: rule ack",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(AUDIT_LETTERS))
+def test_the_audits_letters_get_the_right_verdict_and_never_a_traceback(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    letter, expected = AUDIT_LETTERS[name]
+
+    code, out, err = _try(tmp_path, monkeypatch, capsys, _config(), letter)
+
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    assert expected in out, out
