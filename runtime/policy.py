@@ -1,8 +1,8 @@
 """The one error policy of every consumer loop: retriable errors retry the same message with a capped
 backoff (nothing is skipped while, say, the broker restarts); any other error dead-letters it.
 
-asyncio only (no faust), so that each worker's stream code calls it the same way: `process_message`
-for one consumed message, `process_guarded` underneath.
+asyncio only: the stream loop (`runtime/stream.py`) calls `process_message` for each consumed message,
+`process_guarded` underneath.
 """
 
 from __future__ import annotations
