@@ -15,6 +15,7 @@ the round trips of one reply hold up the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from responder.delivery import Replies
@@ -25,11 +26,12 @@ from responder.smtp import SmtpPool
 from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
-from runtime.stream import Emitter, StreamWorker
+from runtime.stream import Emitter, Output, StreamWorker
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.events import (
     Event,
+    ReplyDeferred,
     ReplyFailed,
     ReplyFiled,
     ReplyFilingFailed,
@@ -37,6 +39,7 @@ from schemas.events import (
     ReplySent,
     event_type_of,
     parse_event,
+    utcnow,
 )
 
 __all__ = ["create_worker"]
@@ -52,22 +55,42 @@ CONCURRENCY = 64
 def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
     check_templates(config)
     outcomes = Outcomes()
+    requests_at: dict[str, tuple[int, int]] = {}
+    """Reply id -> (partition, offset) of the request of a deferred reply: it is put back there when due."""
+    requeued: set[str] = set()
 
     def fold_fact(fact: Fact) -> None:
         if fact.get("t") == "final":
             outcomes.finished(str(fact["reply"]), str(fact["outcome"]))
-        elif fact.get("t") == "sent":
+            requests_at.pop(str(fact["reply"]), None)
+        elif fact.get("t") in ("sent", "deferred"):
             outcomes.fold(str(fact["event"]).encode())
+            if fact.get("t") == "deferred" and "at" in fact:
+                requests_at[str(fact["reply"])] = (int(fact["at"][0]), int(fact["at"][1]))
+
+    def forget() -> None:
+        outcomes.clear()
+        requests_at.clear()
+        requeued.clear()
 
     def fold_output(spec: topics.TopicSpec, data: bytes) -> Fact | None:
         outcomes.fold(data)
         kind = event_type_of(data)
         if kind in FINAL_OUTCOMES:
             return {"t": "final", "reply": field_of(data, "reply_id"), "outcome": kind}
-        # Only in the tail a crash left: a reply sent, perhaps not yet filed, with the bytes to file.
-        return {"t": "sent", "event": data.decode()} if kind == ReplySent.__name__ else None
+        # Only in the tail a crash left: a reply sent, perhaps not yet filed, with the bytes to file; or one
+        # deferred (its request, not committed, comes again).
+        return (
+            {"t": "sent", "event": data.decode()}
+            if kind == ReplySent.__name__
+            else (
+                {"t": "deferred", "reply": field_of(data, "reply_id"), "event": data.decode()}
+                if kind == ReplyDeferred.__name__
+                else None
+            )
+        )
 
-    ledger = Ledger(settings.kafka, STAGE, [topics.REPLY_OUTCOMES], fold_fact, fold_output, outcomes.clear)
+    ledger = Ledger(settings.kafka, STAGE, [topics.REPLY_OUTCOMES], fold_fact, fold_output, forget)
     senders = {box.id: SmtpPool(box.smtp) for box in config.mailboxes}
     folders = {box.id: FilingQueue(SentFolder(box.imap)) for box in config.mailboxes}
 
@@ -78,15 +101,42 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
             reply_id = getattr(event, "reply_id", None)
             assert isinstance(reply_id, str), f"{type(event).__name__} is not a reply outcome"
             kind = type(event).__name__
+            requeued.discard(reply_id)
             if kind in FINAL_OUTCOMES:
                 # The last step: sent with the message's other outputs, on the broker before its commit.
                 out.emit(topics.REPLY_OUTCOMES, reply_id, event)
                 out.remember(reply_id, {"t": "final", "reply": reply_id, "outcome": kind})
+                requests_at.pop(reply_id, None)
+            elif isinstance(event, ReplyDeferred):
+                out.emit(topics.REPLY_OUTCOMES, reply_id, event)
+                at = (source.partition, source.offset)
+                out.remember(
+                    reply_id,
+                    {"t": "deferred", "reply": reply_id, "event": event.to_bytes().decode(), "at": at},
+                )
+                requests_at[reply_id] = at
             else:
                 # ReplySent is on the broker before the copy is filed: a crash then files, never resends.
                 await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
 
         await replies.handle(parse_event(ReplyRequested, source.value), publish)
+
+    async def retry_due() -> None:
+        """Puts the request of each deferred reply whose time has come back on its partition."""
+        for deferred in outcomes.due(utcnow()):
+            at = requests_at.get(deferred.reply_id)
+            if at is None or deferred.reply_id in requeued:
+                continue
+            data = await asyncio.to_thread(ledger.fetch, topics.REPLIES_REQUESTED, *at)
+            if data is None:
+                logger.error(
+                    "%s: the request of deferred reply %s is gone", deferred.mailbox_id, deferred.reply_id
+                )
+                requests_at.pop(deferred.reply_id, None)
+                continue
+            await worker.publish_now(Output(topics.REPLIES_REQUESTED, deferred.mailbox_id, data, at[0]))
+            requeued.add(deferred.reply_id)
+            logger.info("%s: deferred reply %s is tried again", deferred.mailbox_id, deferred.reply_id)
 
     def close() -> None:
         for pool in senders.values():
@@ -94,7 +144,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         for queue in folders.values():
             queue.close()
 
-    return StreamWorker(
+    worker = StreamWorker(
         STAGE,
         settings.kafka,
         topics.REPLIES_REQUESTED,
@@ -102,4 +152,6 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         ledger,
         concurrency=CONCURRENCY,
         on_close=close,
+        every_second=retry_due,
     )
+    return worker

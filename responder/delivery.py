@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from responder.compose import outgoing
 from responder.errors import ImapError, SmtpError, TemplateError
 from responder.imap import FiledCopy
-from responder.outcomes import Done, File, Outcomes
-from responder.retry import retry_delays
+from responder.outcomes import Done, File, Outcomes, Send
+from responder.retry import MAX_WAIT_SECONDS, retry_delays
 from responder.smtp import Accepted
 from schemas.config import Mailbox, MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import (
     Event,
+    ReplyDeferred,
     ReplyFailed,
     ReplyFiled,
     ReplyFilingFailed,
@@ -119,6 +120,11 @@ class Replies:
 
     async def _handle(self, request: ReplyRequested, publish: Publish) -> None:
         step = self._outcomes.next_step(request.reply_id)
+        if isinstance(step, Done) and request.resend and self._outcomes.reopen(request.reply_id):
+            logger.info(
+                "%s: reply %s failed before; sent again as asked", request.mailbox_id, request.reply_id
+            )
+            step = Send()
         if isinstance(step, Done):
             logger.info(
                 "%s: reply %s already handled; not sent again (%s)",
@@ -134,11 +140,15 @@ class Replies:
             logger.info("%s: reply %s was sent, not filed: filing it", request.mailbox_id, request.reply_id)
             await self._file(step.sent, publish)
             return
-        sent = await self._send(request, mailbox, publish)
+        sent = await self._send(request, mailbox, publish, step.deferred)
         if sent is not None:
             await self._file(sent, publish)
 
-    async def _send(self, request: ReplyRequested, mailbox: Mailbox, publish: Publish) -> ReplySent | None:
+    async def _send(
+        self, request: ReplyRequested, mailbox: Mailbox, publish: Publish, before: ReplyDeferred | None
+    ) -> ReplySent | None:
+        """Sends the reply with the quick tries; a reply that still fails for a moment is deferred (tried
+        again later, until `smtp.retry_hours` after its first failure), else it fails."""
         try:
             out = outgoing(request, mailbox, utcnow())
         except (TemplateError, ValueError) as exc:  # ValueError: the email package refused a header value
@@ -155,8 +165,20 @@ class Replies:
             )
         except _GaveUp as gave_up:
             assert isinstance(gave_up.error, SmtpError)
-            await self._failed(request, str(gave_up.error), gave_up.error, gave_up.attempts, publish)
+            error, now = gave_up.error, utcnow()
+            attempts = gave_up.attempts + (before.attempts if before else 0)
+            first = before.first_failed_at if before else now
+            if error.retriable and now < first + timedelta(hours=smtp.retry_hours):
+                await self._deferred(request, error, attempts, first, now, smtp.first_retry_seconds, publish)
+                return None
+            reason = (
+                str(error)
+                if before is None
+                else f"{error} (tried {attempts} times since {first:%Y-%m-%d %H:%M} UTC)"
+            )
+            await self._failed(request, reason, error, attempts, publish)
             return None
+        attempts += before.attempts if before else 0
         sent = ReplySent(
             event_id=_outcome_id(request.reply_id),
             occurred_at=utcnow(),
@@ -183,6 +205,40 @@ class Replies:
             accepted.text,
         )
         return sent
+
+    async def _deferred(
+        self,
+        request: ReplyRequested,
+        error: SmtpError,
+        attempts: int,
+        first: datetime,
+        now: datetime,
+        first_retry_seconds: float,
+        publish: Publish,
+    ) -> None:
+        wait = min(first_retry_seconds * 2 ** min(attempts, 20), MAX_WAIT_SECONDS)
+        deferred = ReplyDeferred(
+            event_id=deterministic_id("reply-deferred", request.reply_id, attempts),
+            occurred_at=now,
+            reply_id=request.reply_id,
+            mailbox_id=request.mailbox_id,
+            reason=str(error),
+            smtp_code=error.code,
+            smtp_text=error.text or None,
+            attempts=attempts,
+            first_failed_at=first,
+            retry_at=now + timedelta(seconds=wait),
+        )
+        logger.warning(
+            "%s: reply %s deferred after %d tries, again in %.0f s: %s",
+            request.mailbox_id,
+            request.reply_id,
+            attempts,
+            wait,
+            error,
+        )
+        await publish(deferred)
+        self._outcomes.defer(deferred)
 
     async def _failed(
         self, request: ReplyRequested, reason: str, error: SmtpError | None, attempts: int, publish: Publish

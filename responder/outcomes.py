@@ -9,10 +9,12 @@ it is never sent again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from runtime.ledger import field_of
 from schemas.errors import EventError
 from schemas.events import (
+    ReplyDeferred,
     ReplyFailed,
     ReplyFiled,
     ReplyFilingFailed,
@@ -26,7 +28,10 @@ __all__ = ["Done", "File", "Outcomes", "Send", "Step"]
 
 @dataclass(frozen=True)
 class Send:
-    """Nothing happened yet: build the reply, send it, then file it."""
+    """Not sent yet: build the reply, send it, then file it. `deferred`: the tries so far failed for a
+    moment (the reply is being tried again)."""
+
+    deferred: ReplyDeferred | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Outcomes:
     def __init__(self) -> None:
         self._done: dict[str, str] = {}
         self._unfiled: dict[str, ReplySent] = {}
+        self._deferred: dict[str, ReplyDeferred] = {}
 
     def fold(self, data: bytes) -> None:
         """Takes one message of the outcomes topic, oldest first (the topic is keyed by reply id, so a
@@ -74,13 +80,37 @@ class Outcomes:
                 return
             except EventError:  # unreadable, but sent: never send it again
                 kind = _UNREADABLE
+        if kind == ReplyDeferred.__name__:
+            try:
+                self.defer(parse_event(ReplyDeferred, data))
+                return
+            except EventError:  # unreadable: the request, redelivered or resent, is tried again
+                return
         reply = field_of(data, "reply_id")
         if reply is not None and kind in _FINAL:
             self.finished(reply, _FINAL[kind])
 
+    def defer(self, event: ReplyDeferred) -> None:
+        """The reply failed for a moment on every quick try; it is tried again at `event.retry_at`."""
+        if event.reply_id not in self._done and event.reply_id not in self._unfiled:
+            self._deferred[event.reply_id] = event
+
+    def due(self, now: datetime) -> list[ReplyDeferred]:
+        """The deferred replies whose time to try again has come, oldest first."""
+        return sorted((d for d in self._deferred.values() if d.retry_at <= now), key=lambda d: d.retry_at)
+
+    def reopen(self, reply_id: str) -> bool:
+        """An operator's resend: a reply whose sending failed for good may be sent again (True); one sent
+        or still being tried is left as it is (False)."""
+        if self._done.get(reply_id) != _FINAL[ReplyFailed.__name__]:
+            return False
+        del self._done[reply_id]
+        return True
+
     def sent(self, event: ReplySent) -> None:
         if event.reply_id in self._done:
             return
+        self._deferred.pop(event.reply_id, None)
         if not event.message:  # written before mailroom filed copies: nothing to file
             self.finished(event.reply_id, _LEGACY)
             return
@@ -89,17 +119,19 @@ class Outcomes:
     def finished(self, reply_id: str, outcome: str) -> None:
         """The reply has its final outcome, named by its event type (ReplyFailed, ReplyFiled, ...)."""
         self._unfiled.pop(reply_id, None)
+        self._deferred.pop(reply_id, None)
         self._done[reply_id] = _FINAL.get(outcome, outcome)
 
     def next_step(self, reply_id: str) -> Step:
         if reply_id in self._done:
             return Done(self._done[reply_id])
         unfiled = self._unfiled.get(reply_id)
-        return File(unfiled) if unfiled is not None else Send()
+        return File(unfiled) if unfiled is not None else Send(self._deferred.get(reply_id))
 
     def clear(self) -> None:
         self._done.clear()
         self._unfiled.clear()
+        self._deferred.clear()
 
     def __len__(self) -> int:
-        return len(self._done) + len(self._unfiled)
+        return len(self._done) + len(self._unfiled) + len(self._deferred)

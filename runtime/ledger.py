@@ -256,6 +256,20 @@ class Ledger:
                     del todo[partition]
                     consumer.pause(tp)
 
+    def fetch(self, spec: TopicSpec, partition: int, offset: int, timeout: float = 10.0) -> bytes | None:
+        """The value of one record (blocking), or None when the topic no longer holds it."""
+        deadline = time.monotonic() + timeout
+        tp = TopicPartition(self.kafka.topic(spec), partition)
+        end = self._client().end_offsets([tp])[tp]
+        if offset >= end:
+            return None
+        try:
+            for record in self._read(tp.topic, {partition: offset}, deadline, {tp: offset + 1}):
+                return bytes(record.value) if record.offset == offset else None
+            return None
+        finally:
+            self._client().assign([])
+
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
             self._consumer = KafkaConsumer(

@@ -112,7 +112,8 @@ class StreamWorker:
     `concurrency`: how many messages of a batch are handled at once (1: one after the other, in order);
     a handler that allows more must be safe to run beside itself (the responder's). `letter_of` gives the
     raw letter a failed message carries, kept in its dead letter instead of the event's bytes. `on_close`
-    runs when the worker stops (to close the handler's connections)."""
+    runs when the worker stops (to close the handler's connections); `every_second` between batches, about
+    once a second, once the ledger is read back (the responder's deferred replies)."""
 
     def __init__(
         self,
@@ -124,6 +125,7 @@ class StreamWorker:
         concurrency: int = 1,
         letter_of: Callable[[Source], LetterReceived | None] | None = None,
         on_close: Callable[[], None] = lambda: None,
+        every_second: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.stage = stage
         self.kafka = kafka
@@ -133,6 +135,8 @@ class StreamWorker:
         self._concurrency = max(1, concurrency)
         self._letter_of = letter_of
         self._on_close = on_close
+        self._every_second = every_second
+        self._last_tick = 0.0
         self._producer: AIOKafkaProducer | None = None
         self._batch = new_batch()
         self._headers = [(STAGE_HEADER, stage.encode())]
@@ -197,6 +201,7 @@ class StreamWorker:
             batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
                 timeout_ms=500, max_records=self.kafka.batch_records
             )
+            await self._tick()
             if not batch:
                 continue
             try:
@@ -214,6 +219,21 @@ class StreamWorker:
             except (CommitFailedError, KafkaError) as exc:
                 # The partitions moved to another instance meanwhile: it handles them again, idempotently.
                 logger.warning("%s: commit of %s failed: %s", self.stage, _names(offsets), exc)
+
+    async def _tick(self) -> None:
+        """About once a second between batches: the ledger is read back as soon as partitions come (not
+        only when a message does), then the worker's periodic work runs."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_tick < 1.0:
+            return
+        self._last_tick = now
+        try:
+            if self.ledger is not None and self.ledger.stale and self.ledger.owned:
+                await self._heal(await self.ledger.ensure_current())
+            if self._every_second is not None:
+                await self._every_second()
+        except Exception:  # tried again a second later; the stream goes on meanwhile
+            logger.exception("%s: periodic work failed", self.stage)
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if self.ledger is not None:

@@ -102,6 +102,9 @@ class SmtpSettings(_Model):
     """Tries per reply for retriable failures (SMTP 4xx, dropped connections); 5xx fails at once."""
     first_retry_seconds: float = Field(1.0, gt=0)
     """The wait before the second try; it doubles with each further try."""
+    retry_hours: float = Field(8.0, gt=0, le=168)
+    """How long a reply that fails for a moment (4xx, no connection) on every quick try is kept and tried
+    again, also across restarts, before it fails for good."""
     connections: int = Field(1, ge=1, le=32)
     """How many of the mailbox's replies go out at once, each over its own reused connection. More send
     faster, but a crash of the responder may then send each reply in flight twice (one at most with 1)."""

@@ -33,6 +33,7 @@ __all__ = [
     "LetterShared",
     "LetterThreaded",
     "ReplyContent",
+    "ReplyDeferred",
     "ReplyFailed",
     "ReplyFiled",
     "ReplyFilingFailed",
@@ -315,6 +316,9 @@ class ReplyRequested(Event):
     mailbox_label: str = ""
     mailbox_email: str
     """The mailbox's address (the reply's Message-ID domain comes from it)."""
+    resend: bool = False
+    """An operator asks to send again a reply whose sending failed for good (`mailroom replies resend`);
+    a reply sent, or still being tried, is not sent again."""
 
     @model_validator(mode="after")
     def _kind_has_its_fields(self) -> ReplyRequested:
@@ -350,6 +354,23 @@ class ReplySent(Event):
     message: bytes = b""
     """The exact bytes sent (CRLF line ends), the copy filed in the Sent folder is made from them; empty in
     events written before mailroom filed copies."""
+
+
+class ReplyDeferred(Event):
+    """A reply failed for a moment (SMTP 4xx, no connection) on every quick try: it is kept and tried again
+    at `retry_at`, also after a restart, until `smtp.retry_hours` after its first failure. `event_id` comes
+    from the reply id and the tries so far (one per deferral)."""
+
+    event_type: Literal["ReplyDeferred"] = "ReplyDeferred"
+    reply_id: str
+    mailbox_id: str
+    reason: str
+    smtp_code: int | None = None
+    smtp_text: str | None = None
+    attempts: int
+    """Tries so far, over every deferral."""
+    first_failed_at: datetime
+    retry_at: datetime
 
 
 class ReplyFailed(Event):

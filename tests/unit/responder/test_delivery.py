@@ -4,7 +4,7 @@ between sending and filing. Each step's outcome is published before the next ste
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from responder.delivery import FILING_ATTEMPTS, Replies
 from responder.errors import ImapError, SmtpError
 from responder.imap import FiledCopy
-from responder.outcomes import Outcomes
+from responder.outcomes import Outcomes, Send
 from responder.smtp import Accepted
 from schemas.config import ReplyTemplate, SmtpSettings
 from schemas.errors import UnknownMailboxError
@@ -20,6 +20,7 @@ from schemas.events import (
     Address,
     Event,
     ReplyContent,
+    ReplyDeferred,
     ReplyFailed,
     ReplyFiled,
     ReplyFilingFailed,
@@ -65,7 +66,7 @@ class Run:
 
     def __init__(self, sender: FakeSender, folder: FakeFolder, outcomes: Outcomes | None = None) -> None:
         self.sender, self.folder = sender, folder
-        self.outcomes = outcomes or Outcomes()
+        self.outcomes = outcomes if outcomes is not None else Outcomes()
         self.published: list[Event] = []
         self.waits: list[float] = []
         box = mailbox(smtp=SmtpSettings(host="smtp.acme.example", attempts=3, first_retry_seconds=0.5))
@@ -129,21 +130,68 @@ def test_a_temporary_refusal_is_tried_again_with_growing_waits() -> None:
     assert len({call[0] for call in run.sender.calls}) == 1  # the same bytes each time
 
 
-def test_temporary_refusals_until_the_tries_are_used_up_fail_the_reply() -> None:
+def test_temporary_refusals_until_the_quick_tries_are_used_up_defer_the_reply() -> None:
     busy = SmtpError("smtp: refused with 421", 421, "4.7.0 Busy", retriable=True)
     run = Run(FakeSender(busy, busy, busy), FakeFolder())
+
+    assert run.handle(_request()) == ["ReplyDeferred"]
+
+    (deferred,) = run.published
+    assert isinstance(deferred, ReplyDeferred)
+    assert (deferred.smtp_code, deferred.smtp_text, deferred.attempts) == (421, "4.7.0 Busy", 3)
+    assert deferred.retry_at - deferred.occurred_at == timedelta(seconds=4)  # 0.5 s doubled per try
+    assert deferred.first_failed_at == deferred.occurred_at
+    assert run.folder.calls == []
+    step = run.outcomes.next_step("crm-7")
+    assert isinstance(step, Send) and step.deferred == deferred
+    assert run.outcomes.due(deferred.retry_at) == [deferred] and run.outcomes.due(deferred.occurred_at) == []
+
+
+def test_a_deferred_reply_tried_again_is_sent_once_counting_every_try() -> None:
+    busy = SmtpError("smtp: refused with 421", 421, "4.7.0 Busy", retriable=True)
+    run = Run(FakeSender(busy, busy, busy, busy, OK), FakeFolder(COPY))
+
+    assert run.handle(_request()) == ["ReplyDeferred"]
+    assert run.handle(_request()) == ["ReplyDeferred", "ReplySent", "ReplyFiled"]  # the request, put back
+
+    sent = run.published[1]
+    assert isinstance(sent, ReplySent) and sent.attempts == 5
+    assert run.handle(_request()) == ["ReplyDeferred", "ReplySent", "ReplyFiled"]  # done: nothing more
+
+
+def test_a_reply_still_failing_after_the_retry_horizon_fails_for_good() -> None:
+    busy = SmtpError("smtp: refused with 451", 451, "4.3.0 Try again", retriable=True)
+    outcomes = Outcomes()
+    long_ago = ReplyDeferred(
+        event_id="d",
+        occurred_at=NOW,
+        reply_id="crm-7",
+        mailbox_id="support",
+        reason="busy",
+        attempts=40,
+        first_failed_at=datetime.now(UTC) - timedelta(hours=9),
+        retry_at=NOW,
+    )
+    outcomes.defer(long_ago)
+    run = Run(FakeSender(busy, busy, busy), FakeFolder(), outcomes)
 
     assert run.handle(_request()) == ["ReplyFailed"]
 
     (failed,) = run.published
     assert isinstance(failed, ReplyFailed)
-    assert (failed.smtp_code, failed.smtp_text, failed.retriable, failed.attempts) == (
-        421,
-        "4.7.0 Busy",
-        True,
-        3,
-    )
-    assert run.folder.calls == []
+    assert (failed.retriable, failed.attempts, failed.smtp_code) == (True, 43, 451)
+    assert "tried 43 times since" in failed.reason
+
+
+def test_an_operator_resends_a_failed_reply_and_only_a_failed_one() -> None:
+    refused = SmtpError("smtp: refused with 550", 550, "5.1.1 No such user", retriable=False)
+    run = Run(FakeSender(refused, OK, OK), FakeFolder(COPY, COPY))
+    run.handle(_request())
+
+    assert run.handle(_request()) == ["ReplyFailed"]  # asked again without resend: nothing happens
+    assert run.handle(_request(resend=True)) == ["ReplyFailed", "ReplySent", "ReplyFiled"]
+    assert run.handle(_request(resend=True)) == ["ReplyFailed", "ReplySent", "ReplyFiled"]  # sent: not again
+    assert len(run.sender.calls) == 2
 
 
 def test_a_permanent_refusal_fails_at_once() -> None:
