@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -44,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--mailbox", required=True, metavar="ID", help="the mailbox's id in the configuration")
     trial.add_argument("file", type=Path, metavar="FILE.eml", help="the letter, as raw RFC 5322 bytes")
     sub.add_parser("topics", help="create the pipeline's topics that do not exist yet")
+    replies = sub.add_parser(
+        "replies", help="replies that failed or wait for another try; send failed ones again"
+    )
+    what = replies.add_subparsers(dest="action", required=True)
+    listed = what.add_parser("list", help="replies whose sending failed for good, or is deferred")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    again = what.add_parser("resend", help="send failed replies again (not sent ones, nor deferred ones)")
+    again.add_argument("reply_ids", nargs="+", metavar="REPLY_ID")
+    again.add_argument("--json", action="store_true", help="print JSON for scripts")
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailroom: invalid environment settings: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    if args.command in ("topics", "replay"):
+    if args.command in ("topics", "replay", "replies"):
         return _admin(args, settings)
     try:
         config = _load_config(settings)
@@ -102,22 +112,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
-    """`topics` and `replay`: operations on the cluster; an unreachable broker is an error, not a trace."""
+    """`topics`, `replay` and `replies`: operations on the cluster; an unreachable broker is an error, not a
+    trace."""
     from kafka.errors import KafkaError
 
     from mailroom.admin import create_topics, rewind_workers
 
     try:
+        if args.command == "replies":
+            return _replies(args, settings)
         if args.command == "topics":
             created = create_topics(settings.kafka)
             print(f"created {len(created)} topics" + "".join(f"\n  {name}" for name in created))
         else:
             for worker, count in rewind_workers(settings.kafka, args.workers).items():
                 print(f"{settings.kafka.group(worker)}: {count} partitions rewound to the start")
-    except (KafkaError, RuntimeError) as exc:
+    except (KafkaError, RuntimeError, TimeoutError) as exc:
         print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _replies(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    from mailroom.replies import as_json, failed_replies, render_table, resend
+
+    if args.action == "list":
+        states = failed_replies(settings.kafka)
+        print(as_json(states) if args.json else render_table(states))
+        return 0
+    done = resend(settings.kafka, args.reply_ids)
+    if args.json:
+        print(json.dumps(done, indent=2))
+    else:
+        for reply_id, what in done.items():
+            print(f"{reply_id}  {what}")
+    return 0 if all(what.startswith("resent") for what in done.values()) else 1
 
 
 if __name__ == "__main__":
