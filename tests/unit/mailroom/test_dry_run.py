@@ -391,3 +391,61 @@ def test_the_audits_letters_get_the_right_verdict_and_never_a_traceback(
     assert code == 0, err
     assert "Traceback" not in out + err
     assert expected in out, out
+
+
+FIELD_RULES = [
+    {
+        "id": "attached",
+        "name": "With an attachment",
+        "position": 1,
+        "conditions": [{"field": "has_attachments", "operator": "is_true"}],
+        "template": "thanks",
+    },
+    {
+        "id": "cafe",
+        "name": "About the cafe",
+        "position": 2,
+        "conditions": [{"field": "subject", "operator": "contains", "value": "café"}],
+        "template": "thanks",
+    },
+    {
+        "id": "printer",
+        "name": "Printer trouble",
+        "position": 3,
+        "conditions": [{"field": "body", "operator": "contains", "value": "printer broken"}],
+        "template": "thanks",
+    },
+]
+HEAD = b"From: ann@customer.example\nTo: support@acme.example\nMessage-ID: <f@c>\n"
+
+
+@pytest.mark.parametrize(
+    ("letter", "rule"),
+    [
+        (
+            HEAD + b"Subject: Invoice\nContent-Type: application/pdf; name=a.pdf\n"
+            b"Content-Disposition: attachment; filename=a.pdf\n"
+            b"Content-Transfer-Encoding: base64\n\nJVBERi0=\n",
+            "attached",
+        ),
+        ("Subject: Cafe\u0301 opening\n".encode().join([HEAD, b"\nHello\n"]), "cafe"),
+        (
+            HEAD + b"Subject: Help\nContent-Type: multipart/alternative; boundary=b\n\n--b\n"
+            b"Content-Type: text/plain\n\n \n--b\nContent-Type: text/html\n\n"
+            b"<p>My printer broken</p>\n--b--\n",
+            "printer",
+        ),
+    ],
+    ids=["single-part attachment", "decomposed accent", "empty plain part beside html"],
+)
+def test_fields_the_audit_found_misread_are_read_right_by_the_rules(
+    letter: bytes,
+    rule: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = _try(tmp_path, monkeypatch, capsys, _config(_mailbox(*FIELD_RULES)), letter)
+
+    assert code == 0 and "Traceback" not in out + err
+    assert f"Reply: rule {rule}" in out, out
