@@ -27,7 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -254,6 +255,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@contextmanager
+def servers() -> Iterator[tuple[str, Dovecot, SmtpRelay]]:
+    """Kafka (or the broker KAFKA_BOOTSTRAP_SERVERS names), Dovecot and the SMTP relay, stopped after."""
+    with ExitStack() as stack:
+        kafka = (
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(KafkaBroker()).bootstrap_servers
+        )
+        dovecot = stack.enter_context(Dovecot())
+        yield kafka, dovecot, stack.enter_context(SmtpRelay(dovecot.host, dovecot.lmtp_port))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--letters", type=int, default=2000)
@@ -264,12 +276,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
-    with ExitStack() as stack:
-        kafka = (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(KafkaBroker()).bootstrap_servers
-        )
-        dovecot = stack.enter_context(Dovecot())
-        relay = stack.enter_context(SmtpRelay(dovecot.host, dovecot.lmtp_port))
+    with servers() as (kafka, dovecot, relay):
         print(
             f"{args.letters} letters of about {args.size} bytes, {MAILBOXES} mailboxes, a case + a reply each"
         )

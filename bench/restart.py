@@ -13,23 +13,18 @@ the letters' size. Figures only, nothing asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import MAILBOXES, Bench  # bench/pipeline.py
+from pipeline import MAILBOXES, Bench, servers  # bench/pipeline.py
 
-from deploy.local.dovecot import Dovecot
-from deploy.local.kafka import KafkaBroker
 from deploy.local.pipeline import wait_until
-from deploy.local.smtp import SmtpRelay
 
 STREAM = ("matcher", "converter", "responder")
 _LEDGER = re.compile(r"ledger: \w+ partitions \[[\d, ]*\]: (\d+) facts, (\d+) outputs.* in ([\d.]+) s")
@@ -82,12 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
-    with ExitStack() as stack:
-        kafka = (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(KafkaBroker()).bootstrap_servers
-        )
-        dovecot = stack.enter_context(Dovecot())
-        relay = stack.enter_context(SmtpRelay(dovecot.host, dovecot.lmtp_port))
+    with servers() as (kafka, dovecot, relay):
         print(f"restart of each stream worker after {args.letters} letters: ledger seconds, RSS MiB, facts")
         for size in args.sizes:
             bench = Bench(kafka, dovecot, relay, 1, workdir, log_level="INFO")
