@@ -78,17 +78,13 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         kind = event_type_of(data)
         if kind in FINAL_OUTCOMES:
             return {"t": "final", "reply": field_of(data, "reply_id"), "outcome": kind}
-        # Only in the tail a crash left: a reply sent, perhaps not yet filed, with the bytes to file; or one
+        # Only in the tail a crash left: a reply sent, perhaps not yet filed (the bytes to file it), or one
         # deferred (its request, not committed, comes again).
-        return (
-            {"t": "sent", "event": data.decode()}
-            if kind == ReplySent.__name__
-            else (
-                {"t": "deferred", "reply": field_of(data, "reply_id"), "event": data.decode()}
-                if kind == ReplyDeferred.__name__
-                else None
-            )
-        )
+        if kind == ReplySent.__name__:
+            return {"t": "sent", "event": data.decode()}
+        if kind == ReplyDeferred.__name__:
+            return {"t": "deferred", "reply": field_of(data, "reply_id"), "event": data.decode()}
+        return None
 
     ledger = Ledger(settings.kafka, STAGE, [topics.REPLY_OUTCOMES], fold_fact, fold_output, forget)
     senders = {box.id: SmtpPool(box.smtp) for box in config.mailboxes}

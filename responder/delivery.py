@@ -76,12 +76,19 @@ def _given(publish: Publish | None) -> Publish:
     return publish
 
 
-def _outcome_id(reply_id: str) -> str:
-    return deterministic_id("reply-outcome", reply_id)
+def _round(request: ReplyRequested) -> tuple[str, ...]:
+    """What sets the outcome ids of an operator's resend apart from the first round's (its request's
+    time), so that downstream systems that keep one event per id see the new outcomes."""
+    return (request.produced_at.isoformat(),) if request.resend else ()
 
 
-def _filing_id(reply_id: str) -> str:
-    return deterministic_id("reply-filing", reply_id)
+def _outcome_id(request: ReplyRequested) -> str:
+    return deterministic_id("reply-outcome", request.reply_id, *_round(request))
+
+
+def _filing_id(sent: ReplySent) -> str:
+    """One filing outcome per ReplySent (the same for every try at filing it)."""
+    return deterministic_id("reply-filing", sent.event_id)
 
 
 class Replies:
@@ -180,7 +187,7 @@ class Replies:
             return None
         attempts += before.attempts if before else 0
         sent = ReplySent(
-            event_id=_outcome_id(request.reply_id),
+            event_id=_outcome_id(request),
             occurred_at=utcnow(),
             reply_id=request.reply_id,
             mailbox_id=mailbox.id,
@@ -218,7 +225,7 @@ class Replies:
     ) -> None:
         wait = min(first_retry_seconds * 2 ** min(attempts, 20), MAX_WAIT_SECONDS)
         deferred = ReplyDeferred(
-            event_id=deterministic_id("reply-deferred", request.reply_id, attempts),
+            event_id=deterministic_id("reply-deferred", request.reply_id, attempts, *_round(request)),
             occurred_at=now,
             reply_id=request.reply_id,
             mailbox_id=request.mailbox_id,
@@ -246,7 +253,7 @@ class Replies:
         logger.warning("%s: reply %s failed: %s", request.mailbox_id, request.reply_id, reason)
         await publish(
             ReplyFailed(
-                event_id=_outcome_id(request.reply_id),
+                event_id=_outcome_id(request),
                 occurred_at=utcnow(),
                 reply_id=request.reply_id,
                 mailbox_id=request.mailbox_id,
@@ -271,7 +278,7 @@ class Replies:
                 where,
             )
             outcome = ReplyFiled(
-                event_id=_filing_id(sent.reply_id),
+                event_id=_filing_id(sent),
                 occurred_at=utcnow(),
                 reply_id=sent.reply_id,
                 mailbox_id=sent.mailbox_id,
@@ -286,7 +293,7 @@ class Replies:
         except _GaveUp as gave_up:
             logger.warning("%s not filed: %s", where, gave_up.error)
             outcome = ReplyFilingFailed(
-                event_id=_filing_id(sent.reply_id),
+                event_id=_filing_id(sent),
                 occurred_at=utcnow(),
                 reply_id=sent.reply_id,
                 mailbox_id=sent.mailbox_id,

@@ -192,6 +192,7 @@ def test_an_operator_resends_a_failed_reply_and_only_a_failed_one() -> None:
     assert run.handle(_request(resend=True)) == ["ReplyFailed", "ReplySent", "ReplyFiled"]
     assert run.handle(_request(resend=True)) == ["ReplyFailed", "ReplySent", "ReplyFiled"]  # sent: not again
     assert len(run.sender.calls) == 2
+    assert len({e.event_id for e in run.published}) == 3  # the resend's outcomes are new events
 
 
 def test_a_permanent_refusal_fails_at_once() -> None:
