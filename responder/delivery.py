@@ -109,6 +109,8 @@ class Replies:
         self._folders = folders
         self._publish = publish
         self._sleep = sleep
+        self._windows: dict[str, asyncio.Semaphore] = {}
+        """Mailbox id -> the replies that may be sent and not yet recorded at once."""
         self._busy: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         """Reply id -> its lock and how many requests hold or wait for it."""
 
@@ -155,7 +157,19 @@ class Replies:
         self, request: ReplyRequested, mailbox: Mailbox, publish: Publish, before: ReplyDeferred | None
     ) -> ReplySent | None:
         """Sends the reply with the quick tries; a reply that still fails for a moment is deferred (tried
-        again later, until `smtp.retry_hours` after its first failure), else it fails."""
+        again later, until `smtp.retry_hours` after its first failure), else it fails.
+
+        At most `smtp.connections` replies of a mailbox are between the server's acceptance and their
+        ReplySent on the broker at any time: a crash can send only those twice."""
+        window = self._windows.get(mailbox.id)
+        if window is None:
+            window = self._windows[mailbox.id] = asyncio.Semaphore(mailbox.smtp.connections)
+        async with window:
+            return await self._send_in_window(request, mailbox, publish, before)
+
+    async def _send_in_window(
+        self, request: ReplyRequested, mailbox: Mailbox, publish: Publish, before: ReplyDeferred | None
+    ) -> ReplySent | None:
         try:
             out = outgoing(request, mailbox, utcnow())
         except (TemplateError, ValueError) as exc:  # ValueError: the email package refused a header value

@@ -106,8 +106,9 @@ class SmtpSettings(_Model):
     """How long a reply that fails for a moment (4xx, no connection) on every quick try is kept and tried
     again, also across restarts, before it fails for good."""
     connections: int = Field(1, ge=1, le=32)
-    """How many of the mailbox's replies go out at once, each over its own reused connection. More send
-    faster, but a crash of the responder may then send each reply in flight twice (one at most with 1)."""
+    """How many of the mailbox's replies go out at once, each over its own reused connection, and are
+    accepted by the server but not yet recorded as sent: a crash of the responder may send those twice
+    (one at most with 1). More send faster."""
 
 
 class AutoReplyLimits(_Model):
