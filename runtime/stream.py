@@ -149,7 +149,7 @@ class StreamWorker:
             client_id=f"mailroom-{self.stage}",
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            linger_ms=2,
             max_batch_size=_PRODUCER_BATCH_BYTES,
             max_request_size=k.max_message_bytes,
         )
