@@ -16,7 +16,7 @@ from email.utils import getaddresses
 
 from runtime.charsets import charset_hint
 from runtime.mail import POLICY, repaired
-from runtime.text import unmangle
+from runtime.text import has_raw_bytes, unmangle
 from schemas.events import Address, LetterHeaders, LetterReceived
 from schemas.ids import letter_id
 
@@ -83,7 +83,7 @@ def _subject(msg: EmailMessage, defects: list[str], hint: str | None) -> str:
     """The subject, RFC 2047-decoded; one written in raw 8-bit bytes read in the letter's charset (the
     header registry would have replaced those bytes already)."""
     raw = next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"), "")
-    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+    if has_raw_bytes(raw):
         return unmangle(raw, hint)
     return _text(msg, "Subject", defects)
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from runtime.charsets import decode_text
 
-__all__ = ["html_to_text", "unmangle"]
+__all__ = ["has_raw_bytes", "html_to_text", "unmangle"]
 
 _BLOCKS = {"p", "div", "br", "li", "tr", "blockquote", "pre", "table", "hr", "h1", "h2", "h3", "h4", "h5"}
 _CELLS = {"td", "th"}
@@ -16,11 +16,16 @@ _HIDDEN = {"script", "style", "head", "title"}
 _SPACE = re.compile(r"\s+")
 
 
+def has_raw_bytes(text: str) -> bool:
+    """Whether header text parsed from bytes carries raw 8-bit bytes (as surrogate escapes)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def unmangle(text: str, charset: str | None = None) -> str:
     """Header text parsed from raw 8-bit bytes carries them as surrogate escapes: read them in the
     letter's `charset` (see `runtime.charsets`), else as UTF-8 (RFC 6532), else as the best guess, so
     the text is readable and can be serialized."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not has_raw_bytes(text):
         return text
     return decode_text(text.encode("utf-8", "surrogateescape"), charset)[0]
 
