@@ -22,7 +22,6 @@ __all__ = [
 SENT_FLAG = b"\\Sent"
 """The SPECIAL-USE attribute (RFC 6154) of the folder a mail client keeps sent mail in."""
 
-_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _APPENDUID_SET = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<?([^<>\s]+)>?", re.IGNORECASE | re.MULTILINE)
 # RFC 5530 response codes that say "not now" rather than "never".
@@ -42,10 +41,8 @@ def sent_folder(listing: Iterable[tuple[Sequence[bytes], object, str]], fallback
 
 def appended_uid(answer: bytes | str | None) -> tuple[int, int] | None:
     """(UIDVALIDITY, UID) of an appended message from the server's APPENDUID code (RFC 4315), if given."""
-    if answer is None:
-        return None
-    found = _APPENDUID.search(answer.encode() if isinstance(answer, str) else answer)
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    found = appended_uids(answer, 1)
+    return (found[0], found[1][0]) if found else None
 
 
 def appended_uids(answer: bytes | str | None, count: int) -> tuple[int, list[int]] | None:
