@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from runtime.settings import KafkaSettings
+from runtime.snapshot import read_topic
 from schemas import topics
 from schemas.errors import MailroomError
 from schemas.events import Event, IngestCheckpoint, parse_event
@@ -54,24 +54,11 @@ class Publisher:
 
 def read_checkpoints(kafka: KafkaSettings, timeout: float = 60.0) -> dict[tuple[str, str], IngestCheckpoint]:
     """The latest checkpoint per (mailbox, folder), read from the compacted checkpoint topic."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+    found: dict[tuple[str, str], IngestCheckpoint] = {}
     try:
-        name = kafka.topic(topics.INGEST_CHECKPOINTS)
-        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or set())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: dict[tuple[str, str], IngestCheckpoint] = {}
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise PublishError("reading the ingest checkpoints took too long")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    point = parse_event(IngestCheckpoint, record.value)
-                    found[(point.mailbox_id, point.folder)] = point
-        return found
-    finally:
-        consumer.close()
+        for record in read_topic(kafka, topics.INGEST_CHECKPOINTS, timeout):
+            point = parse_event(IngestCheckpoint, record.value)
+            found[(point.mailbox_id, point.folder)] = point
+    except TimeoutError as exc:
+        raise PublishError(f"reading the ingest checkpoints took too long: {exc}") from exc
+    return found

@@ -11,21 +11,17 @@ being tried, is left alone.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from runtime.settings import KafkaSettings
+from runtime.snapshot import read_topic
 from schemas import topics
 from schemas.errors import EventError
 from schemas.events import ReplyDeferred, ReplyFailed, ReplyRequested, event_type_of, parse_event, utcnow
 
 __all__ = ["ReplyState", "failed_replies", "render_table", "resend"]
-
-_OPEN = (ReplyFailed.__name__, ReplyDeferred.__name__)
 
 
 @dataclass(frozen=True)
@@ -43,62 +39,36 @@ class ReplyState:
     """When it failed, or when it is tried again (ISO 8601)."""
 
 
-def _records(kafka: KafkaSettings, spec: topics.TopicSpec, timeout: float = 60.0) -> Iterator[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    try:
-        name = kafka.topic(spec)
-        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or set())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {name} took over {timeout:.0f} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                yield from (r for r in records if r.value is not None)
-    finally:
-        consumer.close()
-
-
 def failed_replies(kafka: KafkaSettings) -> list[ReplyState]:
     """Every reply whose latest outcome is ReplyFailed or ReplyDeferred, oldest first."""
     latest: dict[str, tuple[str, bytes]] = {}
-    for record in _records(kafka, topics.REPLY_OUTCOMES):
+    for record in read_topic(kafka, topics.REPLY_OUTCOMES):
         kind = event_type_of(record.value)
         reply = record.key.decode("utf-8", "replace") if record.key else None
         if kind and reply:
             latest[reply] = (kind, record.value)
     found = []
     for kind, data in latest.values():
+        event: ReplyFailed | ReplyDeferred
         if kind == ReplyFailed.__name__:
-            failed = parse_event(ReplyFailed, data)
-            found.append(
-                ReplyState(
-                    failed.reply_id,
-                    failed.mailbox_id,
-                    "failed",
-                    failed.reason,
-                    failed.smtp_code,
-                    failed.attempts,
-                    failed.occurred_at.isoformat(),
-                )
-            )
+            event = parse_event(ReplyFailed, data)
+            state, at = "failed", event.occurred_at
         elif kind == ReplyDeferred.__name__:
-            deferred = parse_event(ReplyDeferred, data)
-            found.append(
-                ReplyState(
-                    deferred.reply_id,
-                    deferred.mailbox_id,
-                    "deferred",
-                    deferred.reason,
-                    deferred.smtp_code,
-                    deferred.attempts,
-                    deferred.retry_at.isoformat(),
-                )
+            event = parse_event(ReplyDeferred, data)
+            state, at = "deferred", event.retry_at
+        else:
+            continue
+        found.append(
+            ReplyState(
+                event.reply_id,
+                event.mailbox_id,
+                state,
+                event.reason,
+                event.smtp_code,
+                event.attempts,
+                at.isoformat(),
             )
+        )
     return sorted(found, key=lambda s: s.at)
 
 
@@ -107,7 +77,7 @@ def resend(kafka: KafkaSettings, reply_ids: list[str]) -> dict[str, str]:
     states = {s.reply_id: s for s in failed_replies(kafka)}
     wanted = set(reply_ids)
     requests: dict[str, tuple[int, ReplyRequested]] = {}
-    for record in _records(kafka, topics.REPLIES_REQUESTED):
+    for record in read_topic(kafka, topics.REPLIES_REQUESTED):
         if not wanted.intersection(_reply_ids_in(record.value)):
             continue
         try:
