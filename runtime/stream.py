@@ -228,8 +228,8 @@ class StreamWorker:
             return
         self._last_tick = now
         try:
-            if self.ledger is not None and self.ledger.stale and self.ledger.owned:
-                await self._heal(await self.ledger.ensure_current())
+            if self.ledger is not None and self.ledger.owned:
+                await self._ledger_current()
             if self._every_second is not None:
                 await self._every_second()
         except Exception:  # tried again a second later; the stream goes on meanwhile
@@ -237,7 +237,7 @@ class StreamWorker:
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if self.ledger is not None:
-            await self._heal(await self.ledger.ensure_current())
+            await self._ledger_current()
         self._batch = new_batch()
         pending: list[asyncio.Future[Any]] = []
         records = [record for part in batch.values() for record in part]
@@ -255,10 +255,11 @@ class StreamWorker:
         if self.ledger is not None:
             await self._checkpoint({tp.partition for tp in batch})
 
-    async def _heal(self, heals: dict[int, Any]) -> None:
-        """Writes what a rebuild learned from the outputs' tails, as a batch closed by its checkpoint."""
+    async def _ledger_current(self) -> None:
+        """Reads the ledger back if the owned partitions changed, then writes what the rebuild learned
+        from the outputs' tails, as a batch closed by its checkpoint."""
         assert self.ledger is not None
-        for partition, heal in heals.items():
+        for partition, heal in (await self.ledger.ensure_current()).items():
             batch = new_batch()
             sent = [
                 await self._send(Output(self.ledger.spec, "", json.dumps(fact).encode(), partition), batch)
