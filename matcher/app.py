@@ -119,16 +119,16 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         for reply in outcome.replies:
             out.emit(topics.REPLIES_REQUESTED, mailbox.id, reply)
         out.emit(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
-        if not known:  # a letter read again (a replay, a second copy) is in the ledger already
-            out.remember(outcome.threaded.message_id, letter_fact(outcome.threaded))
-            for reply in outcome.replies:
-                out.remember(reply.reply_id, reply_fact(reply))
-        # Remembered now, not when the broker acknowledges: the next letter of the batch may answer this
-        # one. Should the broker not take them, the stream loop rewinds the ledger and the consumer.
-        threads.remember_letter(outcome.threaded)
-        for reply in outcome.replies:
-            threads.remember_reply(reply)
-            history.remember(reply)
+        facts = [
+            (outcome.threaded.message_id, letter_fact(outcome.threaded)),
+            *((reply.reply_id, reply_fact(reply)) for reply in outcome.replies),
+        ]
+        for key, fact in facts:
+            if not known:  # a letter read again (a replay, a second copy) is in the ledger already
+                out.remember(key, fact)
+            # Folded now, as a rebuild folds it, not when the broker acknowledges: the next letter of
+            # the batch may answer this one. Should the broker not take it, the stream loop rewinds.
+            fold_fact(fact)
         logger.info(
             "%s: %s letter %s thread %s%s, replies %d%s",
             source.where(),
