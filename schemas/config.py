@@ -24,16 +24,19 @@ __all__ = [
     "ConditionField",
     "ConditionOperator",
     "EnvSecret",
+    "FileSecret",
     "HeaderField",
     "ImapSettings",
     "LeadProcessing",
     "Mailbox",
     "MailroomConfig",
     "NoProcessing",
+    "OAuth2Settings",
     "Processing",
     "ReplyPolicy",
     "ReplyTemplate",
     "Secret",
+    "Security",
     "SmtpSecurity",
     "SmtpSettings",
     "reveal",
@@ -53,37 +56,128 @@ class EnvSecret(_Model):
         return f"EnvSecret(env={self.env!r})"
 
 
-Secret = SecretStr | EnvSecret
+class FileSecret(_Model):
+    """A secret kept in a file (a mounted Kubernetes secret, say): `password: {file: /run/secrets/imap}`.
+    Its content, without a trailing newline, is the value."""
+
+    file: str = Field(min_length=1)
+
+    def __repr__(self) -> str:
+        return f"FileSecret(file={self.file!r})"
+
+
+Secret = SecretStr | EnvSecret | FileSecret
 
 
 def reveal(secret: Secret) -> str:
-    """The secret's value, read at the I/O edge only; a missing environment variable is a ConfigError."""
+    """The secret's value, read at the I/O edge only; a missing variable or unreadable file is a
+    ConfigError."""
     if isinstance(secret, SecretStr):
         return secret.get_secret_value()
+    if isinstance(secret, FileSecret):
+        try:
+            with open(secret.file, encoding="utf-8") as handle:
+                return handle.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"secret file {secret.file} cannot be read: {exc.strerror}") from None
     try:
         return os.environ[secret.env]
     except KeyError:
-        raise ConfigError(f"environment variable {secret.env} (a password reference) is not set") from None
+        raise ConfigError(f"environment variable {secret.env} (a secret reference) is not set") from None
+
+
+class Security(StrEnum):
+    """How a connection is protected: none (test servers), STARTTLS on the plain port, or TLS from the
+    first byte (IMAPS on 993, SMTPS on 465)."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+SmtpSecurity = Security
+"""The name SMTP settings have used; the same three choices."""
+
+
+class OAuth2Settings(_Model):
+    """Where a mailbox's XOAUTH2 access token comes from (Gmail, Microsoft 365). Exactly one source:
+
+    - `token`: an access token kept fresh by someone else (a secret reference);
+    - `refresh_command`: a command that prints a fresh access token (or a JSON object with
+      `access_token` and `expires_in`), run again before the token expires;
+    - `token_endpoint` with `client_id`, `client_secret` and `refresh_token`: the provider's OAuth2 token
+      endpoint, asked with the refresh-token grant. A provider that hands out a new refresh token with
+      the access token gets its newest one back next time (it is kept in the data folder).
+    """
+
+    token: Secret | None = None
+    refresh_command: str | None = None
+    token_endpoint: str | None = Field(None, pattern=r"^https?://")
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OAuth2Settings:
+        sources = [
+            name for name in ("token", "refresh_command", "token_endpoint") if getattr(self, name) is not None
+        ]
+        if len(sources) != 1:
+            raise ValueError(
+                "give exactly one of token, refresh_command or token_endpoint"
+                + (f" (got {', '.join(sources)})" if sources else "")
+            )
+        if self.token_endpoint is not None and (self.client_id is None or self.refresh_token is None):
+            raise ValueError("token_endpoint needs client_id and refresh_token (and usually client_secret)")
+        return self
+
+
+def _legacy_ssl(data: object) -> object:
+    """`ssl: true|false`, as written before `security` existed, means `security: tls|none`."""
+    if isinstance(data, dict) and "ssl" in data:
+        data = dict(data)
+        ssl = data.pop("ssl")
+        if "security" not in data:
+            data["security"] = Security.TLS if ssl else Security.NONE
+    return data
 
 
 class ImapSettings(_Model):
-    """How ingest reads a mailbox."""
+    """How ingest reads a mailbox (and the responder files copies of replies)."""
 
     host: str
     port: int = Field(993, ge=1, le=65535)
-    ssl: bool = True
+    security: Security = Security.TLS
+    """`tls` (IMAPS, port 993), `starttls` (port 143, upgraded before login) or `none` (test servers)."""
     username: str
-    password: Secret
+    auth: Literal["password", "xoauth2"] = "password"
+    """`password`: LOGIN with `password`; `xoauth2`: a token from `oauth2` (Gmail, Microsoft 365)."""
+    password: Secret | None = None
+    oauth2: OAuth2Settings | None = None
     # Certificate checks may be turned off for test servers only.
     verify_certificates: bool = True
     sent_folder: str = "Sent"
     """Where copies of sent replies go when the server marks no folder as \\Sent (created if missing)."""
+    idle: bool = True
+    """Wait for new letters with IMAP IDLE where the server offers it; polling otherwise."""
+    poll_seconds: float | None = Field(None, gt=0, le=3600)
+    """How often a folder is looked at when IDLE is not used; None: the process's MAILROOM_POLL_SECONDS."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ssl(cls, data: object) -> object:
+        return _legacy_ssl(data)
 
-class SmtpSecurity(StrEnum):
-    NONE = "none"
-    STARTTLS = "starttls"
-    TLS = "tls"
+    @model_validator(mode="after")
+    def _credentials(self) -> ImapSettings:
+        if self.auth == "password" and self.password is None:
+            raise ValueError("auth 'password' needs a password (or set auth: xoauth2 with oauth2)")
+        if self.auth == "xoauth2" and self.oauth2 is None:
+            raise ValueError(
+                "auth 'xoauth2' needs oauth2 settings (token, refresh_command or token_endpoint)"
+            )
+        return self
 
 
 class SmtpSettings(_Model):
@@ -94,6 +188,8 @@ class SmtpSettings(_Model):
     security: SmtpSecurity = SmtpSecurity.STARTTLS
     username: str | None = None
     password: Secret | None = None
+    oauth2: OAuth2Settings | None = None
+    """Log in with XOAUTH2 (a token from here) instead of the password."""
     verify_certificates: bool = True
     timeout_seconds: float = Field(30.0, gt=0)
     envelope_from: Literal["mailbox", "null"] = "mailbox"
@@ -222,6 +318,16 @@ class Mailbox(_Model):
     reply_policy: ReplyPolicy = ReplyPolicy.FIRST_MATCH
     limits: AutoReplyLimits = AutoReplyLimits()
     rules: tuple[AutoResponseRule, ...] = ()
+    read_from: datetime | None = None
+    """Where ingest starts reading a folder it has never read: letters that arrived (IMAP INTERNALDATE)
+    at or after this moment. None: from the moment ingest first sees the folder, so a new mailbox's
+    existing backlog makes no records and no replies. Once a folder has been read, changing this (or any
+    other setting) never moves it."""
+
+    @field_validator("read_from")
+    @classmethod
+    def _read_from_aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     def active_rules(self) -> tuple[AutoResponseRule, ...]:
         """Active rules in their explicit order (position, then as written)."""

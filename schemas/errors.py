@@ -35,6 +35,8 @@ class UnknownMailboxError(MailroomError):
 class ImapConnectError(MailroomError):
     """A mailbox's IMAP server cannot be reached (retriable) or refuses the credentials (not retriable)."""
 
-    def __init__(self, message: str, retriable: bool) -> None:
+    def __init__(self, message: str, retriable: bool, advice: str | None = None) -> None:
         super().__init__(message)
         self.retriable = retriable  # type: ignore[misc]  # per instance: a login refusal is final
+        self.advice = advice
+        """What an administrator should do about it, when the answer suggests something."""

@@ -24,6 +24,7 @@ __all__ = [
     "CaseCreated",
     "DeadLetter",
     "Event",
+    "FolderHealth",
     "IngestCheckpoint",
     "LeadCreated",
     "LetterDecided",
@@ -32,6 +33,7 @@ __all__ = [
     "LetterReceived",
     "LetterShared",
     "LetterThreaded",
+    "MailboxHealth",
     "ReplyContent",
     "ReplyDeferred",
     "ReplyFailed",
@@ -553,3 +555,52 @@ class IngestCheckpoint(Event):
     folder: str
     uidvalidity: int
     last_uid: int
+    recent: tuple[str, ...] = ()
+    """Fingerprints (Message-ID and size) of the folder's latest letters, newest last: a folder recreated
+    with a new UIDVALIDITY is read again from its start, and a letter whose fingerprint is here (or that
+    arrived before `recent_since`) is not published twice."""
+    recent_since: datetime | None = None
+    """Every letter that arrived (INTERNALDATE) before this moment was read, or lay before where reading
+    the folder started."""
+    recheck: bool = False
+    """Letters after `last_uid` are checked against `recent` and `recent_since` before they are published:
+    the folder is being read again after a UIDVALIDITY change, or from a configured date."""
+
+
+HealthState = Literal["ok", "retrying", "failing", "stopped"]
+
+
+class FolderHealth(_Model):
+    """How reading one folder of a mailbox goes."""
+
+    folder: str
+    state: HealthState
+    waiting: Literal["idle", "poll", "none"] = "none"
+    """How new letters are noticed: IMAP IDLE, polling, or not at all (not connected)."""
+    last_uid: int = 0
+    error: str | None = None
+
+
+class MailboxHealth(Event):
+    """How reading a mailbox goes, as the ingest process that owns it sees it: `ok` (connected, reading),
+    `retrying` (a fault that should pass: reconnecting with backoff), `failing` (the server refused the
+    login, or it has not worked for minutes: retried slowly, or at once when its settings change),
+    `stopped` (its ingest process stopped or handed it on; the next owner reports soon). Published on
+    every change; the topic is compacted by mailbox id, so its latest record is the mailbox's state, and a
+    mailbox removed from the configuration has its record deleted (a tombstone)."""
+
+    event_type: Literal["MailboxHealth"] = "MailboxHealth"
+    mailbox_id: str
+    organization: str
+    state: HealthState
+    since: datetime
+    """When the mailbox entered this state."""
+    error: str | None = None
+    """The last error, as the server or the network said it."""
+    advice: str | None = None
+    """What an administrator should do about it."""
+    last_letter_at: datetime | None = None
+    """When ingest last published a letter of this mailbox."""
+    folders: tuple[FolderHealth, ...] = ()
+    owner: str = ""
+    """The ingest process (host:pid) reading the mailbox."""

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 __all__ = [
     "ALL_TOPICS",
     "CASES",
+    "CONFIG",
     "DEAD_LETTERS",
     "INGEST_CHECKPOINTS",
+    "INGEST_HEALTH",
     "LEADS",
     "LEDGERS",
     "LETTERS_DECIDED",
@@ -77,6 +79,14 @@ DEAD_LETTERS = TopicSpec("mailroom.dead-letters.v1", key="source key")
 INGEST_CHECKPOINTS = TopicSpec("mailroom.ingest.checkpoints.v1", key="mailbox id/folder", compacted=True)
 """IngestCheckpoint: ingest's own progress per mailbox folder (UIDVALIDITY and last UID read)."""
 
+INGEST_HEALTH = TopicSpec("mailroom.ingest.health.v1", key="mailbox id", compacted=True)
+"""MailboxHealth: ingest -> operators, `mailroom mailboxes status`, metrics, the web admin."""
+
+CONFIG = TopicSpec("mailroom.config.v1", key="mailbox id", compacted=True)
+"""The configuration, one record per mailbox. Ingest processes share its partitions in one consumer group:
+a process reads the mailboxes whose key falls into the partitions it is assigned, so starting or stopping
+one spreads the mailboxes anew."""
+
 LEDGERS = {
     stage: TopicSpec(f"mailroom.{stage}.ledger.v1", key="fact id", kept_forever=True)
     for stage in ("matcher", "converter", "responder")
@@ -98,5 +108,7 @@ ALL_TOPICS = (
     LETTER_LINKS,
     DEAD_LETTERS,
     INGEST_CHECKPOINTS,
+    INGEST_HEALTH,
+    CONFIG,
     *LEDGERS.values(),
 )
