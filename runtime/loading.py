@@ -13,6 +13,8 @@ from schemas.errors import ConfigError
 
 __all__ = ["ConfigSource", "FileConfigSource", "load_config", "parse_config"]
 
+_Stamp = tuple[int, int, int]
+
 
 class ConfigSource(Protocol):
     def load(self) -> MailroomConfig: ...
@@ -23,8 +25,27 @@ class FileConfigSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._stamp: _Stamp | None = None
+
+    def changed(self) -> MailroomConfig | None:
+        """The configuration when the file changed since the last load (or `changed`), else None; a bad
+        new version raises ConfigError (and is not looked at again until it changes once more)."""
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        return self.load()
 
     def load(self) -> MailroomConfig:
+        try:
+            info = self.path.stat()
+            self._stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            pass
         try:
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -53,7 +74,7 @@ def parse_config(text: str, origin: str = "<config>") -> MailroomConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
-_SECRETS = ("password",)
+_SECRETS = ("password", "token", "client_secret", "refresh_token")
 
 
 def _line(data: Any, err: Any) -> str:

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TopicSpec
 
-__all__ = ["KafkaSettings", "WorkerSettings"]
+__all__ = ["IngestSettings", "KafkaSettings", "WorkerSettings"]
 
 
 class KafkaSettings(BaseSettings):
@@ -42,6 +42,28 @@ class KafkaSettings(BaseSettings):
         return f"{self.namespace}.mailroom-{worker}" if self.namespace else f"mailroom-{worker}"
 
 
+class IngestSettings(BaseSettings):
+    """How ingest watches mailboxes: MAILROOM_INGEST_IMAP_TIMEOUT_SECONDS, _IDLE_SECONDS,
+    _BACKOFF_FIRST_SECONDS, _BACKOFF_MAX_SECONDS, _FAILING_AFTER_SECONDS, _FAILING_RETRY_SECONDS,
+    _RELOAD_SECONDS."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILROOM_INGEST_", frozen=True)
+
+    imap_timeout_seconds: float = Field(30.0, gt=0)
+    """The longest one IMAP step may take before the connection counts as broken (a hung server)."""
+    idle_seconds: float = Field(600.0, gt=0, le=1740)
+    """IDLE is ended and the folder looked at afresh after this long (servers drop IDLE after 29 min)."""
+    backoff_first_seconds: float = Field(1.0, gt=0)
+    """The first wait before reconnecting after a fault; it doubles with each failed try (with jitter)."""
+    backoff_max_seconds: float = Field(300.0, gt=0)
+    failing_after_seconds: float = Field(300.0, ge=0)
+    """A mailbox that cannot be read for this long is shown failing, not retrying (it is still retried)."""
+    failing_retry_seconds: float = Field(900.0, gt=0)
+    """How often a mailbox whose login was refused is tried again; changed settings try it at once."""
+    reload_seconds: float = Field(2.0, gt=0)
+    """How often the configuration file is looked at for changes (mailboxes added, changed, removed)."""
+
+
 class WorkerSettings(BaseSettings):
     """MAILROOM_CONFIG (the YAML file), MAILROOM_DATA_DIR, MAILROOM_LOG_LEVEL, MAILROOM_POLL_SECONDS."""
 
@@ -51,5 +73,6 @@ class WorkerSettings(BaseSettings):
     data_dir: Path = Path(".mailroom")
     log_level: str = "INFO"
     poll_seconds: float = Field(5.0, gt=0)
-    """How often ingest looks for new letters."""
+    """How often ingest looks at a folder whose server offers no IDLE (or that turned IDLE off)."""
     kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
+    ingest: IngestSettings = Field(default_factory=lambda: IngestSettings())
