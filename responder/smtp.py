@@ -2,7 +2,8 @@
 connections (`SmtpSender`, one each) and sends over whichever is free.
 
 Errors are wrapped as SmtpError with the server's code and text: 4xx and network drops are retriable,
-5xx and a refused login are not.
+5xx and a refused login are not; an OAuth2 token source failing is retriable when its network is the
+problem (runtime.oauth2).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from responder.errors import SmtpError
+from runtime.oauth2 import forget_smtp_token, smtp_access_token, xoauth2_string
 from schemas.config import SmtpSecurity, SmtpSettings, reveal
 from schemas.errors import ConfigError
 
@@ -53,15 +55,29 @@ class SmtpSender:
         try:
             if s.security is SmtpSecurity.STARTTLS:
                 conn.starttls(context=self._context())
-            if s.username and s.password is not None:
+            if s.oauth2 is not None:
+                self._login_xoauth2(conn)
+            elif s.username and s.password is not None:
                 conn.login(s.username, reveal(s.password))
-        except ConfigError as exc:  # a password reference to a variable that is not set
+        except ConfigError as exc:  # a secret reference that cannot be resolved, or a token source failed
             conn.close()
-            raise SmtpError(f"{self._where()}: {exc}", retriable=False) from None
+            raise SmtpError(f"{self._where()}: {exc}", retriable=exc.retriable) from None
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _login_xoauth2(self, conn: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 with the token as the initial response; a refused token makes the server send a
+        JSON challenge, answered with an empty line, then 535 (SMTPAuthenticationError)."""
+        s = self._settings
+        initial = xoauth2_string(s.username or "", smtp_access_token(s))
+        conn.ehlo_or_helo_if_needed()
+        try:
+            conn.auth("XOAUTH2", lambda challenge=None: initial if challenge is None else "")
+        except smtplib.SMTPAuthenticationError:
+            forget_smtp_token(s)  # the next connection asks its source for a new one
+            raise
 
     def send(
         self, message: bytes, envelope_from: str, recipients: Sequence[str], smtputf8: bool = False

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import logging
 import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -32,7 +36,8 @@ class Received(NamedTuple):
 
 
 class SmtpRelay:
-    """SMTP on host:port -> LMTP into Dovecot; optional AUTH against `users`; injectable DATA failures."""
+    """SMTP on host:port -> LMTP into Dovecot; optional AUTH against `users` (PLAIN, LOGIN) or an OAuth2
+    provider (XOAUTH2); injectable DATA failures."""
 
     def __init__(
         self,
@@ -43,9 +48,12 @@ class SmtpRelay:
         users: dict[str, str] | None = None,
         tls: Literal["none", "starttls", "implicit"] = "none",
         tls_context: ssl.SSLContext | None = None,
+        oauth2_check: Callable[[str, str], bool] | None = None,
     ) -> None:
         """`tls`: plain SMTP, STARTTLS offered (and required before MAIL), or TLS from the first byte;
-        the last two need `tls_context` (see deploy.local.tls)."""
+        the last two need `tls_context` (see deploy.local.tls). `oauth2_check(user, token)`: whether an
+        AUTH XOAUTH2 token is valid for that user (e.g. deploy.local.oauth's `check_access_token`); with
+        it, MAIL needs a login too."""
         if tls != "none" and tls_context is None:
             raise ValueError(f"tls={tls!r} needs a tls_context")
         self.tls = tls
@@ -55,6 +63,7 @@ class SmtpRelay:
         # aiosmtpd's Controller cannot bind port 0: it connects to its own port to check readiness.
         self.port = port if port is not None else free_port()
         self._users = dict(users) if users is not None else None
+        self._oauth2_check = oauth2_check
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._faults: list[str] = []
@@ -67,6 +76,7 @@ class SmtpRelay:
             # auth_required=True would make aiosmtpd warn on every connection without TLS, so
             # handle_MAIL enforces it instead; plain AUTH on loopback is the point of this server.
             auth_require_tls=False,
+            auth_exclude_mechanism=["XOAUTH2"] if oauth2_check is None else None,
             tls_context=tls_context if tls == "starttls" else None,
             require_starttls=tls == "starttls",
             ssl_context=tls_context if tls == "implicit" else None,
@@ -118,10 +128,42 @@ class SmtpRelay:
         # handled=False: aiosmtpd then answers 535 itself instead of leaving the client hanging.
         return AuthResult(success=ok, handled=False)
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2 as Gmail answers it: `user=U^Aauth=Bearer T^A^A`; a refused token gets a JSON
+        challenge, which the client answers with an empty line, then 535."""
+        if self._oauth2_check is None:
+            return AuthResult(
+                success=False, handled=False, message="504 5.5.4 Unrecognized authentication type"
+            )
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode base64")
+        else:
+            answer = await server.challenge_auth(b"")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)  # aborted; aiosmtpd has answered
+            blob = answer
+        fields = dict(
+            part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part
+        )
+        user, bearer = fields.get("user", ""), fields.get("auth", "")
+        token = bearer[7:] if bearer.startswith("Bearer ") else ""
+        valid = bool(user and token) and await asyncio.to_thread(self._oauth2_check, user, token)
+        if valid:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        error = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+        if not isinstance(await server.challenge_auth(json.dumps(error)), bytes):
+            return AuthResult(success=False, handled=True)
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        if self._users is not None and not session.authenticated:
+        if (self._users is not None or self._oauth2_check is not None) and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
