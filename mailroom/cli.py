@@ -1,5 +1,5 @@
 """Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker
-or runs one command (check-config, rules test, topics, replay).
+or runs one command (check-config, rules test, mailboxes check and status, topics, replay).
 
 A bad configuration stops the process before it starts, with the field path and the bad value (exit 2);
 so does a reply template that does not compile or names an unknown variable, whichever command loads it.
@@ -54,9 +54,43 @@ def _parser() -> argparse.ArgumentParser:
     again = what.add_parser("resend", help="send failed replies again (not sent ones, nor deferred ones)")
     again.add_argument("reply_ids", nargs="+", metavar="REPLY_ID")
     again.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _mailboxes_parser(sub)
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
+
+
+def _mailboxes_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mailboxes = sub.add_parser(
+        "mailboxes", help="check a mailbox's servers; see how reading each mailbox goes"
+    )
+    what = mailboxes.add_subparsers(dest="action", required=True)
+    check = what.add_parser(
+        "check",
+        help="connect to a mailbox's IMAP and SMTP servers step by step and list its folders; sends nothing",
+        description="Checks DNS, TCP, TLS and the certificate, the greeting, capabilities, the login and "
+        "(IMAP) the folders, stopping at the first step that fails with what to do about it. Exit code 0 "
+        "when every server checked works, 1 otherwise, 2 for a bad configuration or an unknown mailbox.",
+    )
+    check.add_argument("mailbox_id", metavar="ID", help="the mailbox's id in the configuration")
+    only = check.add_mutually_exclusive_group()
+    only.add_argument("--imap-only", action="store_true", help="check the IMAP server only")
+    only.add_argument("--smtp-only", action="store_true", help="check the SMTP server only")
+    check.add_argument(
+        "--timeout", type=float, default=15.0, metavar="SECONDS", help="the longest wait for each step (15)"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status = what.add_parser(
+        "status",
+        help="how reading each mailbox goes, as ingest last reported it",
+        description="Reads the ingest health topic and shows each configured mailbox's state (unknown "
+        "when ingest has reported nothing for it), since when, its last letter, its folders, the error "
+        "and what to do about it, and the ingest process reading it.",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="the longest wait for Kafka (30)"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def _load_config(settings: WorkerSettings) -> MailroomConfig:
@@ -96,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailroom import dry_run
 
         return dry_run.run(config, args.mailbox, args.file, utcnow(), sys.stdout, sys.stderr)
+    if args.command == "mailboxes":
+        return _mailboxes(args, settings, config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if args.command == "ingest":
@@ -130,6 +166,45 @@ def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
     except (KafkaError, RuntimeError, TimeoutError) as exc:
         print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _mailboxes(args: argparse.Namespace, settings: WorkerSettings, config: MailroomConfig) -> int:
+    """`mailboxes check` talks to the mailbox's servers; `mailboxes status` reads the health topic, and an
+    unreachable broker is an error, not a trace."""
+    from mailroom import mailboxes
+
+    if args.action == "check":
+        mailbox = config.mailbox(args.mailbox_id)
+        if mailbox is None:
+            known = ", ".join(box.id for box in config.mailboxes) or "none"
+            where = f"in {settings.config} (known: {known})"
+            print(f"mailroom mailboxes check: no mailbox {args.mailbox_id!r} {where}", file=sys.stderr)
+            return 2
+        from runtime.check import check_mailbox
+
+        checked = check_mailbox(mailbox, args.timeout, imap=not args.smtp_only, smtp=not args.imap_only)
+        print(mailboxes.check_json(checked) if args.json else mailboxes.render_check(checked))
+        return 0 if checked.ok else 1
+    from kafka.errors import KafkaError
+
+    from runtime.snapshot import read_topic
+    from schemas.topics import INGEST_HEALTH
+
+    if logging.getLogger().level > logging.DEBUG:
+        # The client logs each failed try to reach the broker; the command says it once, below.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        records = [
+            (r.key, r.value) for r in read_topic(settings.kafka, INGEST_HEALTH, args.timeout, tombstones=True)
+        ]
+    except (KafkaError, TimeoutError) as exc:
+        print(
+            f"mailroom mailboxes status: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr
+        )
+        return 1
+    statuses = mailboxes.mailbox_statuses(config, mailboxes.latest_health(records))
+    print(mailboxes.status_json(statuses) if args.json else mailboxes.render_status(statuses))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,7 +33,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -81,9 +82,7 @@ service imap-login {{
     address = 127.0.0.1
     port = {imap_port}
   }}
-  inet_listener imaps {{
-    port = 0
-  }}
+{imaps}
 }}
 # A failed login would slow every later login from 127.0.0.1 by seconds: tests log in with bad
 # passwords on purpose.
@@ -99,6 +98,41 @@ service lmtp {{
   }}
 }}
 """
+
+
+_OAUTH2_PASSDB = """\
+# XOAUTH2 and OAUTHBEARER logins: Dovecot asks the provider's introspection endpoint about each token.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
+
+_OAUTH2_ARGS = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+_NO_TLS = "ssl = no"
+_NO_IMAPS = """\
+  inet_listener imaps {
+    port = 0
+  }"""
+# STARTTLS on the plain port (plain logins still allowed there: disable_plaintext_auth = no) and IMAPS.
+_TLS = """\
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}"""
+_IMAPS = """\
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {port}
+  }}"""
 
 
 class DovecotError(RuntimeError):
@@ -117,7 +151,19 @@ class Dovecot:
 
     host = "127.0.0.1"
 
-    def __init__(self, root: Path | None = None, *, keep: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        keep: bool = False,
+        oauth2_introspection_url: str | None = None,
+        tls: bool = False,
+    ) -> None:
+        """`oauth2_introspection_url`: also take XOAUTH2 and OAUTHBEARER logins, checking each token there
+        (see deploy.local.oauth); password logins keep working.
+
+        `tls`: a self-signed certificate for 127.0.0.1 (`tls_cert`, `tls_key`): the IMAP port then offers
+        STARTTLS (plain logins still work there) and IMAPS listens on `imaps_port` (0 without TLS)."""
         self._binary = _dovecot_binary()
         if os.geteuid() != 0:
             raise DovecotError("the private Dovecot must run as root (its mail processes run as nobody)")
@@ -128,6 +174,11 @@ class Dovecot:
         self.lmtp_port = free_port()
         while self.lmtp_port == self.imap_port:
             self.lmtp_port = free_port()
+        self.imaps_port = 0
+        while tls and self.imaps_port in (0, self.imap_port, self.lmtp_port):
+            self.imaps_port = free_port()
+        self.tls_cert: Path | None = None
+        self.tls_key: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
@@ -137,15 +188,43 @@ class Dovecot:
         self._users = self.root / "users"
         self._users.mkdir(exist_ok=True)
         self._users.chmod(0o755)
+        ssl, imaps = _NO_TLS, _NO_IMAPS
+        if tls:
+            from deploy.local.tls import self_signed  # needs cryptography, a development package
+
+            # The master reads both files as root when it parses the configuration.
+            self.tls_cert, self.tls_key = self_signed(self.root / "tls", self.host)
+            self.tls_key.chmod(0o600)
+            ssl = _TLS.format(cert=self.tls_cert, key=self.tls_key)
+            imaps = _IMAPS.format(port=self.imaps_port)
         self.config_path = self.root / "dovecot.conf"
         self.config_path.write_text(
             _CONFIG.format(
                 instance=f"mailroom-{os.getpid()}-{secrets.token_hex(4)}",
                 root=self.root,
+                ssl=ssl,
                 imap_port=self.imap_port,
+                imaps=imaps,
                 lmtp_port=self.lmtp_port,
             )
         )
+        if oauth2_introspection_url is not None:
+            self._enable_oauth2(oauth2_introspection_url)
+
+    def _enable_oauth2(self, introspection_url: str) -> None:
+        """Adds the oauth2 passdb (tried first, for the token mechanisms only) to the written config."""
+        args = self.root / "dovecot-oauth2.conf.ext"
+        args.write_text(_OAUTH2_ARGS.format(url=introspection_url))
+        args.chmod(0o644)  # read by the auth process (user dovecot); it names no secret
+        config = self.config_path.read_text()
+        config, mechanisms = re.subn(
+            r"^auth_mechanisms = (.*)$", r"auth_mechanisms = \1 xoauth2 oauthbearer", config, flags=re.M
+        )
+        passwd_file = config.find("passdb {\n  driver = passwd-file")
+        if mechanisms != 1 or passwd_file < 0:
+            raise DovecotError("the Dovecot configuration has no auth_mechanisms line or passwd-file passdb")
+        config = config[:passwd_file] + _OAUTH2_PASSDB.format(args=args) + config[passwd_file:]
+        self.config_path.write_text(config)
 
     def add_user(self, address: str, password: str) -> None:
         """Add a mailbox; works before and while Dovecot runs.
@@ -183,9 +262,10 @@ class Dovecot:
             self._terminate()
             raise
         logger.info(
-            "dovecot started: imap %s:%d lmtp %s:%d root %s",
+            "dovecot started: imap %s:%d imaps %d lmtp %s:%d root %s",
             self.host,
             self.imap_port,
+            self.imaps_port,
             self.host,
             self.lmtp_port,
             self.root,
