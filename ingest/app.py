@@ -1,33 +1,37 @@
-"""I/O edge: polls every mailbox folder and publishes each new letter, then the folder's checkpoint.
+"""I/O edge: the mailboxes this ingest process reads, each folder by its own watcher.
 
-Letters go out before the checkpoint that covers them, so a crash in between only re-reads letters, and
-a re-read letter has the same event id (mailbox, folder, UIDVALIDITY, UID): nothing is lost or made twice.
+The supervisor keeps one FolderWatcher per folder of every mailbox it owns, starts and stops them as the
+configuration and the ownership change (a mailbox's reading position survives both), and publishes the
+mailboxes' health as it changes. `poll_once` reads every folder once in turn, without threads (`mailroom
+ingest --once`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from ingest.errors import ImapError
-from ingest.imap import FetchedLetter, ImapReader
+from ingest.health import HealthBoard
+from ingest.imap import ImapReader
 from ingest.kafka import Publisher, PublishError
-from ingest.parse import letter_event
+from ingest.progress import FolderProgress
+from ingest.watcher import DEAD_LETTER_HEAD_BYTES, MAX_LETTER_BYTES, FolderWatcher
+from runtime.settings import IngestSettings
 from schemas import topics
 from schemas.config import Mailbox, MailroomConfig
-from schemas.events import DeadLetter, Event, IngestCheckpoint, LetterReceived, utcnow
-from schemas.ids import deterministic_id, letter_id
+from schemas.events import IngestCheckpoint, utcnow
 
-__all__ = ["MAX_LETTER_BYTES", "Ingest"]
+__all__ = ["DEAD_LETTER_HEAD_BYTES", "MAX_LETTER_BYTES", "Ingest"]
 
 logger = logging.getLogger(__name__)
 
-MAX_LETTER_BYTES = 10 * 1024 * 1024
-"""Larger letters stay in the mailbox and are reported on the dead-letter topic, with their head."""
-DEAD_LETTER_HEAD_BYTES = 1024 * 1024
-"""How much of a too-large letter is downloaded and kept in its dead letter."""
+
+def _reads_alike(a: Mailbox, b: Mailbox) -> bool:
+    """Whether a watcher of `a` can go on for `b` (rules and processing do not concern ingest)."""
+    return (a.imap, a.organization, a.email) == (b.imap, b.organization, b.email)
 
 
 class Ingest:
@@ -36,110 +40,144 @@ class Ingest:
         config: MailroomConfig,
         publisher: Publisher,
         checkpoints: dict[tuple[str, str], IngestCheckpoint],
-        reader_factory: Callable[[Mailbox], ImapReader] = lambda box: ImapReader(box.imap),
+        settings: IngestSettings | None = None,
+        poll_seconds: float = 5.0,
+        owner: str = "",
         clock: Callable[[], datetime] = utcnow,
+        reader_factory: Callable[[Mailbox], ImapReader] | None = None,
     ) -> None:
         self._config = config
         self._publisher = publisher
-        self._checkpoints = dict(checkpoints)
-        self._readers = {box.id: reader_factory(box) for box in config.mailboxes}
+        self._settings = settings or IngestSettings()
+        self._poll_seconds = poll_seconds
         self._clock = clock
+        self._progress = {key: FolderProgress.of(point) for key, point in checkpoints.items()}
+        self._reader_factory = reader_factory
+        self.board = HealthBoard(owner, clock)
+        self._watchers: dict[tuple[str, str], FolderWatcher] = {}
+        self._owned: set[str] | None = None
+        """The mailboxes this process reads; None: all of them."""
+        self._lock = threading.RLock()
+        """The group's thread and the main thread both start and stop watchers."""
+        self._closing = False
 
-    def poll_once(self) -> int:
-        """Reads every folder of every mailbox once; returns how many events (letters and dead letters)
-        were published."""
-        published = 0
-        for box in self._config.mailboxes:
-            for folder in box.folders:
-                try:
-                    published += self._drain_folder(box, folder)
-                except (ImapError, PublishError) as exc:
-                    # One mailbox or a broker hiccup must not stop the others; the next poll tries again.
-                    logger.warning("mailbox %s folder %s: %s", box.id, folder, exc)
-        return published
+    @property
+    def config(self) -> MailroomConfig:
+        return self._config
 
-    def _drain_folder(self, box: Mailbox, folder: str) -> int:
-        count = 0
-        while True:
-            point = self._checkpoints.get((box.id, folder))
-            batch = self._readers[box.id].read_new(
-                folder,
-                point.uidvalidity if point else None,
-                point.last_uid if point else 0,
-                max_bytes=MAX_LETTER_BYTES,
-                head_bytes=DEAD_LETTER_HEAD_BYTES,
-            )
-            if not batch.letters:
-                return count
-            items: list[tuple[topics.TopicSpec, str, Event]] = []
-            for letter in batch.letters:
-                event = self._event_for(box, folder, batch.uidvalidity, letter)
-                spec = topics.LETTERS_RECEIVED if isinstance(event, LetterReceived) else topics.DEAD_LETTERS
-                items.append((spec, box.id, event))
-            last = batch.letters[-1].uid
-            checkpoint = IngestCheckpoint(
-                event_id=deterministic_id("ingest-checkpoint", box.id, folder, batch.uidvalidity, last),
-                occurred_at=self._clock(),
-                mailbox_id=box.id,
-                folder=folder,
-                uidvalidity=batch.uidvalidity,
-                last_uid=last,
-            )
-            self._publisher.publish(items)
-            self._publisher.publish([(topics.INGEST_CHECKPOINTS, f"{box.id}/{folder}", checkpoint)])
-            self._checkpoints[(box.id, folder)] = checkpoint
-            count += len(items)
+    def owned(self) -> list[Mailbox]:
+        return [b for b in self._config.mailboxes if self._owned is None or b.id in self._owned]
 
-    def _event_for(self, box: Mailbox, folder: str, uidvalidity: int, letter: FetchedLetter) -> Event:
-        """The letter's LetterReceived, or the DeadLetter saying why it cannot be one."""
-        if not letter.complete or letter.size > MAX_LETTER_BYTES:
-            return self._too_large(box, folder, uidvalidity, letter.uid, letter.size, letter.raw)
-        try:
-            event = letter_event(
-                box.id, box.organization, folder, uidvalidity, letter.uid, letter.internal_date, letter.raw
-            )
-            event.to_bytes()  # fail here, not in the publisher, if any part of it cannot be sent
-        except Exception as exc:  # parsing is meant never to raise; what it misses is dead-lettered
-            logger.error("mailbox %s %s uid %d: cannot make an event: %s", box.id, folder, letter.uid, exc)
-            return DeadLetter.of(
-                "ingest",
-                exc,
-                f"imap:{box.id}/{folder}",
-                letter.raw,
-                "letter",
-                partition=uidvalidity,
-                offset=letter.uid,
-                key=box.id.encode(),
-                mailbox_id=box.id,
-            )
-        logger.info("mailbox %s %s uid %d: letter %s", box.id, folder, letter.uid, event.headers.message_id)
-        return event
-
-    def _too_large(
-        self, box: Mailbox, folder: str, uidvalidity: int, uid: int, size: int, head: bytes
-    ) -> DeadLetter:
-        logger.warning("mailbox %s %s uid %d: letter of %d bytes is too large", box.id, folder, uid, size)
-        return DeadLetter(
-            event_id=deterministic_id("dead-letter", letter_id(box.id, folder, uidvalidity, uid)),
-            occurred_at=self._clock(),
-            stage="ingest",
-            reason=f"letter of {size} bytes is over the {MAX_LETTER_BYTES}-byte limit; it stays in "
-            f"{folder} (UIDVALIDITY {uidvalidity}, UID {uid}); the original holds its first {len(head)} "
-            "bytes",
-            error_type="LetterTooLarge",
-            source_topic=f"imap:{box.id}/{folder}",
-            source_key=box.id,
-            mailbox_id=box.id,
-            original=head[:DEAD_LETTER_HEAD_BYTES],
-            original_kind="letter",
+    def _watcher(self, box: Mailbox, folder: str) -> FolderWatcher:
+        reader = self._reader_factory(box) if self._reader_factory is not None else None
+        return FolderWatcher(
+            box,
+            folder,
+            self._publisher,
+            self.board,
+            self._settings,
+            self._poll_seconds,
+            self._progress.get((box.id, folder)),
+            self._clock,
+            reader,
         )
 
-    def run(self, poll_seconds: float, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.poll_once()
-            stop.wait(poll_seconds)
+    # -- one pass, no threads ----------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Reads every folder of every owned mailbox once, in turn; returns how many events (letters and
+        dead letters) were published. A failing mailbox is logged and skipped."""
+        published = 0
+        for box in self.owned():
+            for folder in box.folders:
+                key = (box.id, folder)
+                watcher = self._watchers.get(key)
+                if watcher is None or not _reads_alike(watcher.box, box):
+                    watcher = self._watchers[key] = self._watcher(box, folder)
+                try:
+                    published += watcher.drain()
+                except (ImapError, PublishError) as exc:
+                    logger.warning("mailbox %s folder %s: %s", box.id, folder, exc)
+                    watcher.join(0)  # closes its connection: the next pass reconnects
+                if watcher.progress is not None:
+                    self._progress[key] = watcher.progress
+        return published
+
+    # -- watchers on threads -----------------------------------------------------------------------------
+
+    def update(self, config: MailroomConfig | None = None, owned: Iterable[str] | None = ()) -> None:
+        """Takes a new configuration and/or a new set of owned mailboxes (None: all, () : unchanged), then
+        starts, restarts and stops watchers to match: a folder's reading position is kept throughout."""
+        with self._lock:
+            if config is not None:
+                self._config = config
+            if owned != ():
+                self._owned = None if owned is None else set(owned)
+            wanted = {(b.id, f): b for b in self.owned() for f in b.folders}
+            before = {box_id for box_id, _ in self._watchers}
+            ending = []
+            for key, watcher in list(self._watchers.items()):
+                box = wanted.get(key)
+                if box is None or not _reads_alike(watcher.box, box):
+                    ending.append(key)
+                else:
+                    watcher.box = box  # same reading; the newest settings for the events it makes
+            self._retire(ending)
+            for key, box in wanted.items():
+                if key not in self._watchers and not self._closing:
+                    watcher = self._watchers[key] = self._watcher(box, key[1])
+                    watcher.start()
+            configured = {b.id for b in self._config.mailboxes}
+            for box_id in before - {box_id for box_id, _ in self._watchers}:
+                removed = box_id not in configured
+                if removed:
+                    logger.info("mailbox %s was removed from the configuration: no longer read", box_id)
+                self.board.stopped(box_id, removed=removed)
+
+    def _retire(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Stops these watchers, all at once (each finishes the batch it is in), and keeps where each got."""
+        watchers = [(key, self._watchers.pop(key)) for key in keys]
+        for _, watcher in watchers:
+            watcher.stop()
+        for key, watcher in watchers:
+            if not watcher.join(self._settings.imap_timeout_seconds + 5):
+                logger.warning("mailbox %s: its watcher did not stop in time", watcher.name)
+            if watcher.progress is not None:
+                self._progress[key] = watcher.progress
+
+    def release(self, mailbox_ids: Iterable[str]) -> None:
+        """Stops reading these mailboxes (another process takes them), waiting until each watcher has
+        published what it read and its checkpoint."""
+        with self._lock:
+            ids = set(mailbox_ids)
+            self._retire([key for key in self._watchers if key[0] in ids])
+            for box_id in ids:
+                self.board.stopped(box_id)
+            for key in [k for k in self._progress if k[0] in ids]:
+                del self._progress[key]  # the next owner's checkpoint is the truth when it comes back
+
+    def adopt(self, checkpoints: dict[tuple[str, str], IngestCheckpoint], mailbox_ids: Iterable[str]) -> None:
+        """The reading positions of mailboxes this process is about to own, as their last owner left them."""
+        with self._lock:
+            ids = set(mailbox_ids)
+            for key, point in checkpoints.items():
+                if key[0] in ids and key not in self._watchers:
+                    self._progress[key] = FolderProgress.of(point)
+
+    def closing(self) -> None:
+        """From now on no watcher is started (the process is stopping)."""
+        with self._lock:
+            self._closing = True
+
+    def publish_health(self) -> int:
+        """Publishes the mailboxes' health that changed; returns how many records went out."""
+        changes = self.board.changes()
+        if changes:
+            self._publisher.publish([(topics.INGEST_HEALTH, box_id, h) for box_id, h in changes])
+        return len(changes)
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
+        with self._lock:
+            self._closing = True
+            self._retire(list(self._watchers))
         self._publisher.close()

@@ -15,9 +15,13 @@ __all__ = ["ImapError", "ImapLoginError"]
 
 
 class ImapError(MailroomError):
-    """The IMAP server failed or the connection dropped; the next poll tries again."""
+    """The IMAP server failed or the connection dropped; it is tried again after a while."""
 
     retriable: ClassVar[bool] = True
+
+    def __init__(self, message: str, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.advice = advice
 
 
 class ImapLoginError(ImapError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -37,9 +38,15 @@ class Publisher:
             client_id="mailroom-ingest",
         )
 
-    def publish(self, items: list[tuple[topics.TopicSpec, str, Event]], timeout: float = 60.0) -> None:
+    def publish(
+        self, items: Sequence[tuple[topics.TopicSpec, str, Event | None]], timeout: float = 60.0
+    ) -> None:
+        """Sends the events (None: a tombstone, deleting the key from a compacted topic) and waits until
+        the broker has them all. Safe to call from several threads at once."""
         futures = [
-            self._producer.send(self._kafka.topic(spec), key=key.encode(), value=event.to_bytes())
+            self._producer.send(
+                self._kafka.topic(spec), key=key.encode(), value=None if event is None else event.to_bytes()
+            )
             for spec, key, event in items
         ]
         try:
@@ -57,6 +64,8 @@ def read_checkpoints(kafka: KafkaSettings, timeout: float = 60.0) -> dict[tuple[
     found: dict[tuple[str, str], IngestCheckpoint] = {}
     try:
         for record in read_topic(kafka, topics.INGEST_CHECKPOINTS, timeout):
+            if record.value is None:
+                continue
             point = parse_event(IngestCheckpoint, record.value)
             found[(point.mailbox_id, point.folder)] = point
     except TimeoutError as exc:

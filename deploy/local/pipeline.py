@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,9 +52,16 @@ def local_mailbox(
     smtp_port: int,
     processing: dict[str, Any] | None = None,
     rules: list[dict[str, Any]] | None = None,
+    read_from: str | None = "now",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A mailbox's configuration for servers on 127.0.0.1 without TLS (test and demo servers only)."""
+    """A mailbox's configuration for servers on 127.0.0.1 without TLS (test and demo servers only).
+
+    `read_from`: letters that arrive from when on make events; "now" (the moment this configuration is
+    made, as for a mailbox an administrator adds), a time, or None for ingest's default (from when ingest
+    first sees the folder)."""
+    if read_from == "now":
+        read_from = datetime.now(UTC).replace(microsecond=0).isoformat()
     return {
         "id": mailbox_id,
         "organization": "acme",
@@ -69,6 +77,7 @@ def local_mailbox(
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none"},
         "processing": processing or {"type": "none"},
         "rules": rules or [],
+        **({} if read_from is None else {"read_from": read_from}),
         **extra,
     }
 
@@ -172,6 +181,22 @@ class Pipeline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signals one process by its name (`ingest`, `ingest.2`, ...) and waits for it to end."""
+        proc = self._procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=60)
+
+    def pid(self, name: str) -> int:
+        return self._procs[name].pid
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Replaces the configuration file (atomically, as an editor or a deployment would)."""
+        staged = self.config_path.with_suffix(".new")
+        staged.write_text(yaml.safe_dump(config, sort_keys=False))
+        staged.replace(self.config_path)
+
     def running(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
 
@@ -218,7 +243,7 @@ class TopicReader:
         return [
             parse_event(model, r.value)
             for r in self.records(spec)
-            if event_type_of(r.value) == model.__name__
+            if r.value is not None and event_type_of(r.value) == model.__name__
         ]
 
     def lag(self, worker: str, spec: topics.TopicSpec) -> int:

@@ -46,6 +46,7 @@ class Harness:
     def mailbox(
         self, box_id: str, user: MailUser, password: str | None = None, **extra: Any
     ) -> dict[str, Any]:
+        extra.setdefault("read_from", "2000-01-01T00:00:00Z")  # these tests put letters in first
         return local_mailbox(
             box_id, user.address, password or user.password, self.dovecot.imap_port, UNUSED_SMTP_PORT, **extra
         )
@@ -235,7 +236,7 @@ def test_failing_mailbox_does_not_stop_the_others(
 def test_letter_over_the_limit_goes_to_the_dead_letters(
     harness: Harness, mail_user_factory: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ingest.app.MAX_LETTER_BYTES", 2000)
+    monkeypatch.setattr("ingest.watcher.MAX_LETTER_BYTES", 2000)
     user = mail_user_factory("support")
     small, small_mid = letter("anna@customer.test", user.address, "Short question")
     big = letter("bob@customer.test", user.address, "Price list", "Our prices:\n" + "pallet 12.00\n" * 300)[0]
