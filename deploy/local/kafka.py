@@ -109,6 +109,8 @@ class KafkaBroker:
         self.root = root or Path(tempfile.mkdtemp(prefix="mailroom-kafka-"))
         self.port = free_port()
         self.controller_port = free_port()
+        self.cluster_id = new_cluster_id()
+        """Kept for the broker's life, so that `stop(remove=False)` and `start()` restart the same broker."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -135,7 +137,7 @@ class KafkaBroker:
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            new_cluster_id(),
+            self.cluster_id,
             "--config",
             str(config),
             "--ignore-formatted",
