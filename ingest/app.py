@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -57,6 +58,9 @@ class Ingest:
         self._watchers: dict[tuple[str, str], FolderWatcher] = {}
         self._owned: set[str] | None = None
         """The mailboxes this process reads; None: all of them."""
+        self._parked: dict[tuple[str, str], tuple[Mailbox, ImapReader, float]] = {}
+        """Connections of watchers that stopped, kept a while: a rebalance that gives this process the
+        same mailboxes back (the group revokes every partition first) restarts them without new logins."""
         self._lock = threading.RLock()
         """The group's thread and the main thread both start and stop watchers."""
         self._closing = False
@@ -69,7 +73,15 @@ class Ingest:
         return [b for b in self._config.mailboxes if self._owned is None or b.id in self._owned]
 
     def _watcher(self, box: Mailbox, folder: str) -> FolderWatcher:
-        reader = self._reader_factory(box) if self._reader_factory is not None else None
+        reader = None
+        parked = self._parked.pop((box.id, folder), None)
+        if parked is not None:
+            if parked[0].imap == box.imap:
+                reader = parked[1]
+            else:
+                parked[1].close()
+        if reader is None and self._reader_factory is not None:
+            reader = self._reader_factory(box)
         return FolderWatcher(
             box,
             folder,
@@ -98,7 +110,7 @@ class Ingest:
                     published += watcher.drain()
                 except (ImapError, PublishError) as exc:
                     logger.warning("mailbox %s folder %s: %s", box.id, folder, exc)
-                    watcher.join(0)  # closes its connection: the next pass reconnects
+                    watcher.reader.close()  # the next pass reconnects
                 if watcher.progress is not None:
                     self._progress[key] = watcher.progress
         return published
@@ -140,10 +152,25 @@ class Ingest:
         for _, watcher in watchers:
             watcher.stop()
         for key, watcher in watchers:
-            if not watcher.join(self._settings.imap_timeout_seconds + 5):
+            if watcher.join(self._settings.imap_timeout_seconds + 5):
+                if watcher.reader.connected and not self._closing:
+                    self._parked[key] = (watcher.box, watcher.reader, time.monotonic())
+                else:
+                    watcher.reader.close()
+            else:  # its connection is closed under it, which ends the step it hangs in
                 logger.warning("mailbox %s: its watcher did not stop in time", watcher.name)
+                watcher.reader.close()
             if watcher.progress is not None:
                 self._progress[key] = watcher.progress
+
+    def tidy(self, keep_seconds: float = 30.0) -> None:
+        """Closes the connections parked longer than `keep_seconds`."""
+        with self._lock:
+            now = time.monotonic()
+            for key, (_, reader, since) in list(self._parked.items()):
+                if self._closing or now - since > keep_seconds:
+                    del self._parked[key]
+                    reader.close()
 
     def release(self, mailbox_ids: Iterable[str]) -> None:
         """Stops reading these mailboxes (another process takes them), waiting until each watcher has
@@ -180,4 +207,5 @@ class Ingest:
         with self._lock:
             self._closing = True
             self._retire(list(self._watchers))
+        self.tidy()
         self._publisher.close()

@@ -1,8 +1,8 @@
 """How reading each mailbox goes: folder watchers report to the board, the supervisor publishes what
 changed as MailboxHealth events (compacted by mailbox id).
 
-A mailbox's state is its worst folder's: failing over retrying over ok. A new letter alone is published at
-most every `letter_every` seconds, so a busy mailbox does not flood the topic.
+A mailbox's state is its worst folder's: failing over retrying over connecting over ok. A new letter
+alone is published at most every `letter_every` seconds, so a busy mailbox does not flood the topic.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from schemas.ids import deterministic_id
 
 __all__ = ["HealthBoard"]
 
-_RANK = {"ok": 0, "stopped": 0, "retrying": 1, "failing": 2}
+_RANK = {"ok": 0, "stopped": 0, "connecting": 1, "retrying": 2, "failing": 3}
 
 
 @dataclass
@@ -155,5 +155,5 @@ class HealthBoard:
         if box.stopped:
             return "stopped"
         if not box.folders:
-            return "retrying"
+            return "connecting"
         return max((f.state for f in box.folders.values()), key=lambda s: _RANK[s])

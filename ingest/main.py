@@ -199,6 +199,7 @@ def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) ->
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + settings.ingest.reload_seconds
                 _follow(source, ingest, membership, settings)
+                ingest.tidy()
             _publish_health(ingest)
     finally:
         ingest.closing()  # no watcher starts from here on, whatever the group says meanwhile

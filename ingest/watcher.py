@@ -79,16 +79,22 @@ class FolderWatcher:
         whole, or not at all)."""
         self._stop.set()
 
+    @property
+    def reader(self) -> ImapReader:
+        return self._reader
+
     def join(self, timeout: float | None = None) -> bool:
-        """Waits for the thread; False when it is still in an IMAP step after `timeout`."""
+        """Waits for the thread; False when it is still in an IMAP step after `timeout`. The connection
+        stays open (see `reader`) for whoever reads the folder next."""
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 return False
-        self._reader.close()
         return True
 
     def _run(self) -> None:
+        if not self._reader.connected:
+            self._report("connecting")
         delay = self._settings.backoff_first_seconds
         trouble_since: float | None = None
         while not self._stop.is_set():

@@ -75,7 +75,7 @@ class MailboxStatus:
     mailbox_id: str
     organization: str
     state: str
-    """ok, retrying, failing, stopped, or unknown (ingest has reported nothing for it)."""
+    """ok, connecting, retrying, failing, stopped, or unknown (ingest has reported nothing for it)."""
     since: datetime | None
     last_letter_at: datetime | None
     folders: tuple[FolderHealth, ...]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import imaplib
 import logging
 import ssl
@@ -20,7 +21,10 @@ logger = logging.getLogger(__name__)
 _BASIC_AUTH_OFF = ("basic auth", "basicauth", "web login required", "application-specific password")
 
 
+@functools.cache
 def tls_context(verify: bool) -> ssl.SSLContext:
+    """One context per kind, shared by every connection: making one loads the system's certificate
+    authorities, which costs more CPU than the whole IMAP login."""
     context = ssl.create_default_context()
     if not verify:  # test servers only
         context.check_hostname = False
@@ -47,7 +51,7 @@ def open_imap(settings: ImapSettings, timeout: float) -> IMAPClient:
     otherwise, with nothing left open."""
     s = settings
     where = f"imap {s.username}@{s.host}:{s.port}"
-    context = tls_context(s.verify_certificates)
+    context = tls_context(s.verify_certificates) if s.security is not Security.NONE else None
     client: IMAPClient | None = None
     try:
         client = IMAPClient(

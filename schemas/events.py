@@ -567,7 +567,7 @@ class IngestCheckpoint(Event):
     the folder is being read again after a UIDVALIDITY change, or from a configured date."""
 
 
-HealthState = Literal["ok", "retrying", "failing", "stopped"]
+HealthState = Literal["ok", "connecting", "retrying", "failing", "stopped"]
 
 
 class FolderHealth(_Model):
@@ -582,12 +582,13 @@ class FolderHealth(_Model):
 
 
 class MailboxHealth(Event):
-    """How reading a mailbox goes, as the ingest process that owns it sees it: `ok` (connected, reading),
-    `retrying` (a fault that should pass: reconnecting with backoff), `failing` (the server refused the
-    login, or it has not worked for minutes: retried slowly, or at once when its settings change),
-    `stopped` (its ingest process stopped or handed it on; the next owner reports soon). Published on
-    every change; the topic is compacted by mailbox id, so its latest record is the mailbox's state, and a
-    mailbox removed from the configuration has its record deleted (a tombstone)."""
+    """How reading a mailbox goes, as the ingest process that owns it sees it: `ok` (connected,
+    reading), `connecting` (its first connection is being made), `retrying` (a fault that should pass:
+    reconnecting with backoff), `failing` (the server refused the login, or it has not worked for
+    minutes: retried slowly, or at once when its settings change), `stopped` (its ingest process stopped
+    or handed it on; the next owner reports soon). Published on every change; the topic is compacted by
+    mailbox id, so its latest record is the mailbox's state, and a mailbox removed from the configuration
+    has its record deleted (a tombstone)."""
 
     event_type: Literal["MailboxHealth"] = "MailboxHealth"
     mailbox_id: str

@@ -41,6 +41,11 @@ mail_location = maildir:{root}/mail/%u/Maildir
 # A server for tests, the demo and the benchmarks: its mail need not outlive a power cut, so it does not
 # wait for the disk after every APPEND and delivery.
 mail_fsync = never
+# IDLE learns of new mail through inotify, one instance per imap process; every process runs as nobody,
+# and Linux allows a user 128 instances by default (fs.inotify.max_user_instances). Beyond that Dovecot
+# looks for new mail every mailbox_idle_check_interval instead (30 s by default): once a second here, so
+# that a benchmark with hundreds of IDLE connections measures mailroom, not this fallback.
+mailbox_idle_check_interval = 1 secs
 mail_uid = nobody
 mail_gid = nogroup
 first_valid_uid = 1
