@@ -11,7 +11,7 @@ into the customer's Dovecot mailbox, its copy APPENDed to the mailbox's Sent fol
   stage, when the last letter got there and letters/s from the first APPEND: received (ingest),
   decided (matcher), cases (converter), replies accepted by the SMTP server and copies filed (responder).
 - Latency: APPENDs letters at --rate per second for --seconds and prints APPEND -> reply accepted by the
-  SMTP server, p50/p90/p99. Ingest polls every 0.2 s here (MAILROOM_POLL_SECONDS).
+  SMTP server, p50/p90/p99. Ingest waits for new letters with IDLE (Dovecot says so 0.5 s after APPEND).
 
 Figures only, nothing asserted: the machine is shared and noisy, so run it more than once and read medians.
 """

@@ -215,6 +215,8 @@ def main() -> int:
                 _say(f"--- {worker} ---\n{pipeline.log(worker)[-2000:]}")
             return 1
         _report(reader, dovecot)
+        _say("\nHow reading each mailbox goes (`mailroom mailboxes status`):")
+        _say(pipeline.cli("mailboxes", "status", check=False).stdout.rstrip())
         failed = reader.events(topics.REPLY_OUTCOMES, ReplyFailed)
         if failed:
             _say(f"\n{len(failed)} replies failed: {[f.reason for f in failed]}")
