@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit lint bench bench-pipeline bench-restart contract clean
+.PHONY: setup demo test unit lint bench bench-pipeline bench-restart bench-ingest contract clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ bench-pipeline: setup
 
 bench-restart: setup
 	$(PY) bench/restart.py
+
+bench-ingest: setup
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .cache .mailroom
