@@ -6,11 +6,13 @@ Pure data validated by pydantic; `runtime.loading` turns a YAML file into a `Mai
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from schemas.conditions import Condition, ConditionField, ConditionOperator, HeaderField, compile_regex
 from schemas.errors import ConfigError
@@ -30,6 +32,7 @@ __all__ = [
     "LeadProcessing",
     "Mailbox",
     "MailroomConfig",
+    "NamedTemplate",
     "NoProcessing",
     "OAuth2Settings",
     "Processing",
@@ -39,6 +42,7 @@ __all__ = [
     "Security",
     "SmtpSecurity",
     "SmtpSettings",
+    "TemplateVariant",
     "reveal",
 ]
 
@@ -269,6 +273,88 @@ class ReplyTemplate(_Model):
     type: Literal["plain", "html"] = "plain"
 
 
+_LANGUAGE_TAG = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+"""What a language tag looks like (BCP 47, as in `Content-Language`): `de`, `de-CH`, `pt-BR`, `zh-Hant`."""
+
+
+def _language_tag(tag: str) -> str:
+    if not re.fullmatch(_LANGUAGE_TAG, tag):
+        raise ValueError(f"not a language tag like en, de or de-CH (got {tag!r})")
+    return tag
+
+
+class TemplateVariant(_Model):
+    """A named template's subject and body in one more language."""
+
+    subject: str
+    body: str
+    type: Literal["plain", "html"] | None = None
+    """None: the type of the template it belongs to."""
+
+
+class NamedTemplate(ReplyTemplate):
+    """A template kept under a name, for the rules of one organization's mailboxes (or of all); its
+    subject and body are in `language`, and `variants` may say the same in other languages."""
+
+    organization: str | None = None
+    """The organization whose mailboxes may use it; None: every organization."""
+    language: str = "en"
+    """The language of `subject` and `body`: the variant a letter gets when none of its languages has one."""
+    variants: dict[str, TemplateVariant] = {}
+    """More languages by tag (`de`, `de-CH`): a letter in one of them gets that variant."""
+    _by_language: dict[str, ReplyTemplate] = PrivateAttr(default_factory=dict)
+
+    @field_validator("language")
+    @classmethod
+    def _language_is_a_tag(cls, value: str) -> str:
+        return _language_tag(value)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_are_languages(cls, value: dict[str, TemplateVariant]) -> dict[str, TemplateVariant]:
+        seen: dict[str, str] = {}
+        for tag in value:
+            _language_tag(tag)
+            if tag.lower() in seen:
+                raise ValueError(f"{seen[tag.lower()]!r} and {tag!r} are one language (tags ignore case)")
+            seen[tag.lower()] = tag
+        return value
+
+    @model_validator(mode="after")
+    def _variants_resolve(self) -> NamedTemplate:
+        if any(tag.lower() == self.language.lower() for tag in self.variants):
+            raise ValueError(
+                f"variants: {self.language!r} is the language of the template's own subject and body "
+                "(`language`); give it once"
+            )
+        self._by_language = {
+            self.language.lower(): ReplyTemplate(subject=self.subject, body=self.body, type=self.type),
+            **{
+                tag.lower(): ReplyTemplate(subject=v.subject, body=v.body, type=v.type or self.type)
+                for tag, v in self.variants.items()
+            },
+        }
+        return self
+
+    def by_language(self) -> dict[str, ReplyTemplate]:
+        """Every variant as the plain template a reply carries, by lower-cased language tag, the default
+        first."""
+        return dict(self._by_language)
+
+    def variant(self, languages: Iterable[str] = ()) -> ReplyTemplate:
+        """The variant for a letter in `languages` (most wanted first): the first of them the template
+        has, matching the whole tag or else its prefix (`de-CH` gets `de` when there is no `de-CH`), in
+        any case; the default variant when it has none of them."""
+        for tag in languages:
+            subtags = tag.lower().split("-")
+            while subtags:
+                found = self._by_language.get("-".join(subtags))
+                if found is not None:
+                    return found
+                subtags.pop()
+        return self._by_language[self.language.lower()]
+
+
 class AutoResponseRule(_Model):
     """Conditions all AND-combined; no condition matches every letter. Several rules make an OR."""
 
@@ -320,9 +406,10 @@ class Mailbox(_Model):
     rules: tuple[AutoResponseRule, ...] = ()
     read_from: datetime | None = None
     """Where ingest starts reading a folder it has never read: letters that arrived (IMAP INTERNALDATE)
-    at or after this moment. None: from the moment ingest first sees the folder, so a new mailbox's
-    existing backlog makes no records and no replies. Once a folder has been read, changing this (or any
-    other setting) never moves it."""
+    at or after this moment. None: from when the mailbox was added (its first version on the
+    configuration topic; reading from a file, when ingest first sees the folder), so a new mailbox's
+    existing backlog makes no records and no replies. Once a folder has been read, changing this (or
+    any other setting) never moves it."""
 
     @field_validator("read_from")
     @classmethod
@@ -337,35 +424,74 @@ class Mailbox(_Model):
 class MailroomConfig(_Model):
     """The whole configuration: named templates and the mailboxes."""
 
-    templates: dict[str, ReplyTemplate] = {}
+    templates: dict[str, NamedTemplate] = {}
     mailboxes: tuple[Mailbox, ...] = ()
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        """A plain ReplyTemplate given under a name is a NamedTemplate for every organization."""
+        if isinstance(value, dict):
+            return {
+                k: v.model_dump() if isinstance(v, ReplyTemplate) and not isinstance(v, NamedTemplate) else v
+                for k, v in value.items()
+            }
+        return value
 
     @model_validator(mode="after")
     def _references_resolve(self) -> MailroomConfig:
         seen: set[str] = set()
+        addresses: dict[str, str] = {}
+        labels: dict[tuple[str, str], str] = {}
         for box in self.mailboxes:
             if box.id in seen:
                 raise ValueError(f"mailbox id {box.id!r} is used twice")
             seen.add(box.id)
+            address = box.email.lower()
+            if address in addresses:
+                raise ValueError(
+                    f"mailbox {box.id!r}: address {box.email!r} is the address of mailbox "
+                    f"{addresses[address]!r} already (an address belongs to one mailbox in the whole system)"
+                )
+            addresses[address] = box.id
+            label = (box.organization, box.label.casefold())
+            if label in labels:
+                raise ValueError(
+                    f"mailbox {box.id!r}: label {box.label!r} is the label of mailbox {labels[label]!r} of "
+                    f"organization {box.organization!r} already"
+                )
+            labels[label] = box.id
             rule_ids = [r.id for r in box.rules]
             for rule in box.rules:
                 if rule_ids.count(rule.id) > 1:
                     raise ValueError(f"mailbox {box.id!r}: rule id {rule.id!r} is used twice")
-                if isinstance(rule.template, str) and rule.template not in self.templates:
-                    raise ValueError(
-                        f"mailbox {box.id!r}, rule {rule.id!r}: unknown template {rule.template!r}"
-                    )
+                if isinstance(rule.template, str):
+                    named = self.templates.get(rule.template)
+                    if named is None:
+                        raise ValueError(
+                            f"mailbox {box.id!r}, rule {rule.id!r}: unknown template {rule.template!r}"
+                        )
+                    if named.organization not in (None, box.organization):
+                        raise ValueError(
+                            f"mailbox {box.id!r}, rule {rule.id!r}: template {rule.template!r} belongs to "
+                            f"organization {named.organization!r}, not {box.organization!r}"
+                        )
         return self
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         return next((b for b in self.mailboxes if b.id == mailbox_id), None)
 
-    def template_of(self, rule: AutoResponseRule) -> ReplyTemplate:
-        """The rule's own template, or the named one it refers to."""
+    def template_of(self, rule: AutoResponseRule, languages: Iterable[str] = ()) -> ReplyTemplate:
+        """What the reply is made of: the rule's own template, or the variant of the named one it refers
+        to for a letter in `languages` (most wanted first; see `NamedTemplate.variant`)."""
         if isinstance(rule.template, str):
-            return self.templates[rule.template]
+            return self.templates[rule.template].variant(languages)
         return rule.template
 
-    def mailbox_addresses(self) -> frozenset[str]:
-        """Every address mailroom answers as, lower-cased (mail from these is never auto-answered)."""
-        return frozenset(b.email.lower() for b in self.mailboxes)
+    def mailbox_addresses(self, organization: str | None = None) -> frozenset[str]:
+        """The addresses mailroom answers as for an organization (every organization's: None),
+        lower-cased. Mail from an organization's own addresses is never auto-answered by it; another
+        organization's mailbox is a customer like any other."""
+        return frozenset(
+            b.email.lower() for b in self.mailboxes if organization is None or b.organization == organization
+        )

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.config import ReplyTemplate
+from schemas.config import Mailbox, NamedTemplate, ReplyTemplate
 from schemas.errors import EventError
 from schemas.ids import deterministic_id
 
@@ -22,6 +22,7 @@ __all__ = [
     "REPLY_ID_PATTERN",
     "Address",
     "CaseCreated",
+    "ConfigRemoved",
     "DeadLetter",
     "Event",
     "FolderHealth",
@@ -34,6 +35,7 @@ __all__ = [
     "LetterShared",
     "LetterThreaded",
     "MailboxHealth",
+    "MailboxVersion",
     "ReplyContent",
     "ReplyDeferred",
     "ReplyFailed",
@@ -42,6 +44,7 @@ __all__ = [
     "ReplyRequested",
     "ReplySent",
     "RuleOutcome",
+    "TemplateVersion",
     "event_type_of",
     "parse_event",
     "utcnow",
@@ -171,6 +174,9 @@ class LetterThreaded(Event):
     subject: str = ""
     text_body: str = ""
     date: datetime | None = None
+    kept_from: int | None = None
+    """Set when the letter was decided before (a replay): no record is made from it anew, whatever the
+    configuration says now (the configuration version of the first decision; 0: unknown)."""
 
 
 class LetterShared(Event):
@@ -238,6 +244,12 @@ class LetterDecided(Event):
     handled_as: str | None = None
     """Set when another letter came before with this letter's Message-ID: the key this one is told apart
     by (its own thread, record and replies)."""
+    config_version: int | None = None
+    """The version of the mailbox's configuration the decision was made with (None: from a file)."""
+    kept_from: int | None = None
+    """Set when the letter was decided before (a replay, or the same letter read again): the decision and
+    its replies are the ones made then, with configuration version `kept_from` (0: unknown), whatever the
+    configuration says now."""
 
 
 DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
@@ -568,6 +580,41 @@ class IngestCheckpoint(Event):
 
 
 HealthState = Literal["ok", "connecting", "retrying", "failing", "stopped"]
+
+
+class MailboxVersion(Event):
+    """One version of a mailbox's configuration, on the configuration topic (key: the mailbox id; a
+    tombstone deletes the mailbox). Every rule has its `created_at`: a rule answers only letters received
+    after it first existed."""
+
+    event_type: Literal["MailboxVersion"] = "MailboxVersion"
+    mailbox: Mailbox
+    version: int = Field(ge=1)
+    changed_by: str
+    """Who published it (the operator's user name, or the admin's user)."""
+    created_at: datetime
+    """When the mailbox's first version was published."""
+
+
+class TemplateVersion(Event):
+    """One version of a named template, on the configuration topic (key: `template:<name>`)."""
+
+    event_type: Literal["TemplateVersion"] = "TemplateVersion"
+    name: str
+    template: NamedTemplate
+    version: int = Field(ge=1)
+    changed_by: str
+    created_at: datetime
+
+
+class ConfigRemoved(Event):
+    """A mailbox or named template deleted (on the history topic; the configuration topic gets a
+    tombstone)."""
+
+    event_type: Literal["ConfigRemoved"] = "ConfigRemoved"
+    key: str
+    version: int = Field(ge=1)
+    changed_by: str
 
 
 class FolderHealth(_Model):

@@ -14,6 +14,7 @@ __all__ = [
     "ALL_TOPICS",
     "CASES",
     "CONFIG",
+    "CONFIG_HISTORY",
     "DEAD_LETTERS",
     "INGEST_CHECKPOINTS",
     "INGEST_HEALTH",
@@ -82,10 +83,17 @@ INGEST_CHECKPOINTS = TopicSpec("mailroom.ingest.checkpoints.v1", key="mailbox id
 INGEST_HEALTH = TopicSpec("mailroom.ingest.health.v1", key="mailbox id", compacted=True)
 """MailboxHealth: ingest -> operators, `mailroom mailboxes status`, metrics, the web admin."""
 
-CONFIG = TopicSpec("mailroom.config.v1", key="mailbox id", compacted=True)
-"""The configuration, one record per mailbox. Ingest processes share its partitions in one consumer group:
-a process reads the mailboxes whose key falls into the partitions it is assigned, so starting or stopping
-one spreads the mailboxes anew."""
+CONFIG = TopicSpec("mailroom.config.v1", key="mailbox id, or template:<name>", compacted=True)
+"""MailboxVersion | TemplateVersion: the configuration, the latest version of each mailbox and named
+template (a tombstone deletes one); `mailroom config apply` writes it, every worker follows it. Ingest
+processes also share its partitions in one consumer group: a process reads the mailboxes whose key falls
+into the partitions it is assigned, so starting or stopping one spreads the mailboxes anew."""
+
+CONFIG_HISTORY = TopicSpec(
+    "mailroom.config.history.v1", key="mailbox id, or template:<name>", kept_forever=True
+)
+"""MailboxVersion | TemplateVersion | ConfigRemoved: every version ever published, for `mailroom config
+history` and auditors (the configuration topic is compacted and keeps only the latest)."""
 
 LEDGERS = {
     stage: TopicSpec(f"mailroom.{stage}.ledger.v1", key="fact id", kept_forever=True)
@@ -110,5 +118,6 @@ ALL_TOPICS = (
     INGEST_CHECKPOINTS,
     INGEST_HEALTH,
     CONFIG,
+    CONFIG_HISTORY,
     *LEDGERS.values(),
 )

@@ -49,7 +49,7 @@ def mailbox(*rules: AutoResponseRule, mailbox_id: str = "support", **fields: Any
     values: dict[str, Any] = {
         "id": mailbox_id,
         "organization": "acme",
-        "label": "Acme Support",
+        "label": "Acme Support" if mailbox_id == "support" else f"Acme {mailbox_id.title()}",
         "email": MAILBOX_EMAIL if mailbox_id == "support" else f"{mailbox_id}@acme.example",
         "imap": ImapSettings(host="imap.acme.example", username="support", password="imap-pw"),
         "smtp": SmtpSettings(host="smtp.acme.example"),

@@ -12,6 +12,7 @@ from schemas.config import (
     EnvSecret,
     ImapSettings,
     LeadProcessing,
+    MailroomConfig,
     NoProcessing,
     ReplyPolicy,
     ReplyTemplate,
@@ -223,3 +224,64 @@ def test_models_are_frozen() -> None:
     with pytest.raises(ValidationError):
         box.id = "other"  # type: ignore[misc]
     assert box.id == "support"
+
+
+def _org_box(box_id: str, organization: str, email: str, label: str, **extra: object) -> dict[str, object]:
+    return {
+        "id": box_id,
+        "organization": organization,
+        "label": label,
+        "email": email,
+        "imap": {"host": "imap.x.example", "username": box_id, "password": "pw"},
+        "smtp": {"host": "smtp.x.example"},
+        **extra,
+    }
+
+
+def test_an_address_belongs_to_one_mailbox_in_the_whole_system() -> None:
+    with pytest.raises(ValidationError, match=r"address 'Desk@X\.example' is the address of mailbox 'a'"):
+        MailroomConfig.model_validate(
+            {
+                "mailboxes": [
+                    _org_box("a", "acme", "desk@x.example", "Desk"),
+                    _org_box("b", "globex", "Desk@X.example", "Desk"),
+                ]
+            }
+        )
+
+
+def test_a_label_is_unique_within_its_organization_only() -> None:
+    two_orgs = MailroomConfig.model_validate(
+        {
+            "mailboxes": [
+                _org_box("a", "acme", "a@x.example", "Support"),
+                _org_box("b", "globex", "b@x.example", "Support"),
+            ]
+        }
+    )
+    assert two_orgs.mailbox_addresses("acme") == frozenset({"a@x.example"})
+    assert two_orgs.mailbox_addresses() == frozenset({"a@x.example", "b@x.example"})
+    with pytest.raises(ValidationError, match="label 'support' is the label of mailbox 'a'"):
+        MailroomConfig.model_validate(
+            {
+                "mailboxes": [
+                    _org_box("a", "acme", "a@x.example", "Support"),
+                    _org_box("b", "acme", "b@x.example", "support"),
+                ]
+            }
+        )
+
+
+def test_a_named_template_of_one_organization_is_not_for_another() -> None:
+    rule = {"id": "ack", "name": "Ack", "template": "thanks"}
+    templates = {"thanks": {"subject": "s", "body": "b", "organization": "acme"}}
+    ok = MailroomConfig.model_validate(
+        {"templates": templates, "mailboxes": [_org_box("a", "acme", "a@x.example", "A", rules=[rule])]}
+    )
+    assert ok.template_of(ok.mailboxes[0].rules[0]).subject == "s"
+    with pytest.raises(
+        ValidationError, match="template 'thanks' belongs to organization 'acme', not 'globex'"
+    ):
+        MailroomConfig.model_validate(
+            {"templates": templates, "mailboxes": [_org_box("b", "globex", "b@x.example", "B", rules=[rule])]}
+        )
