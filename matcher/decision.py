@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from matcher.errors import UnprocessableLetterError
+from matcher.languages import letter_languages
 from matcher.letter import ParsedLetter, parse_letter
 from matcher.limits import ReplyHistory
 from matcher.loops import auto_reply_block, reply_recipient, sent_by_mailroom
@@ -60,7 +61,7 @@ def decide(
     # A web form may send every letter with one Message-ID: another letter under a known id is its own.
     key = threads.key_of(mailbox.id, head.message_id, fingerprint)
     place = threads.place(mailbox.id, key, head.in_reply_to, head.references)
-    own = config.mailbox_addresses()
+    own = config.mailbox_addresses(mailbox.organization)
     blocked = auto_reply_block(parsed, sender, own, mailbox.limits)
     threaded = LetterThreaded(
         event_id=deterministic_id("letter-threaded", letter.event_id),
@@ -105,8 +106,9 @@ def decide(
     outcomes, chosen = ([], []) if blocked else rules.evaluate(view_of(letter, parsed, sender))
     record = created_record(threaded, mailbox)
     recipient = reply_recipient(head.reply_to, sender, own, mailbox.limits)
+    languages = letter_languages(parsed.headers)
     wanted = [
-        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, recipient, key, now)
+        _reply(letter, mailbox, config, rule, parsed, place.thread_id, record, recipient, key, languages, now)
         for rule in chosen
     ]
     limited_by = (
@@ -172,11 +174,12 @@ def _reply(
     record: dict[str, str] | None,
     recipient: Address,
     key: str,
+    languages: tuple[str, ...],
     now: datetime,
 ) -> ReplyRequested:
     head = letter.headers
     rid = reply_id(mailbox.id, key, rule.id)
-    template = config.template_of(rule)
+    template = config.template_of(rule, languages)  # a named template's variant in the letter's language
     fields: dict[str, object] = {
         "subject": head.subject,
         "reply_subject": reply_subject(head.subject),

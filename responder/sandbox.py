@@ -4,13 +4,14 @@ fill the memory or hold up the responder.
 
 jinja2's `ImmutableSandboxedEnvironment` refuses methods that change lists and dicts; this one also
 checks the size of `*` and `**` before computing them, counts the reply's characters as they are made,
-and looks at the clock on every call, attribute, item and `range` step.
+and looks at the clock on every call, attribute, item and `range` step. Undefined values are errors
+(StrictUndefined) that name the variable: "'letter' has no attribute 'sujbect'".
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -19,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from responder.errors import TemplateError
 
-__all__ = ["MAX_CHARS", "MAX_SECONDS", "Sandbox", "render_limited"]
+__all__ = ["MAX_CHARS", "MAX_SECONDS", "Sandbox", "Variable", "render_limited"]
 
 MAX_CHARS = 256 * 1024
 """The longest subject or body a template may make (the whole reply must fit in 512 KiB)."""
@@ -48,11 +49,37 @@ def _range(*args: int) -> Iterator[int]:
         yield value
 
 
+class Variable(dict[str, Any]):
+    """A template variable's fields (`letter`, `mailbox`, ...): a dict that knows the variable's name, so
+    that a field it lacks is "'letter' has no attribute 'sujbect'", not "'dict object' has ...". The name
+    is private (a template cannot read it: the sandbox refuses `_` attributes)."""
+
+    __slots__ = ("_variable",)
+
+    def __init__(self, name: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self._variable = name
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined (any use is an error), naming the variable a missing field was looked up in."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        owner, name = self._undefined_obj, self._undefined_name
+        if not self._undefined_hint and isinstance(owner, Variable):
+            what = "attribute" if isinstance(name, str) else "element"
+            return f"{owner._variable!r} has no {what} {name!r}"
+        return super()._undefined_message
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def __init__(self, autoescape: bool) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
+        super().__init__(undefined=_Undefined, autoescape=autoescape, keep_trailing_newline=True)
         self.globals["range"] = _range
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

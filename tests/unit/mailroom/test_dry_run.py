@@ -247,7 +247,9 @@ def test_the_reply_names_the_case_the_letter_creates(
 def test_a_reply_that_cannot_be_built_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rule = {"id": "ack", "name": "Ack", "template": {"subject": "s", "body": "Case {{ record.id }}"}}
+    # The check at load renders sample letters, none about an order: only this letter takes the branch.
+    body = "{% if 'order' in letter.subject %}Case {{ record.id }}{% endif %}"
+    rule = {"id": "ack", "name": "Ack", "template": {"subject": "s", "body": body}}
 
     code, out, _ = _try(tmp_path, monkeypatch, capsys, _config(_mailbox(rule)))
 
@@ -274,6 +276,27 @@ def test_an_html_reply_shows_its_text_and_html_parts(
     assert code == 0
     assert lines.index("[text/plain]") + 1 == lines.index("Dear Ann Lee")
     assert lines.index("[text/html]") + 1 == lines.index("<p>Dear Ann Lee</p>")
+
+
+def test_a_letter_in_german_gets_the_german_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = _config()
+    made["templates"]["thanks"] = {
+        **THANKS,
+        "variants": {
+            "de": {"subject": "AW: {{ letter.subject }}", "body": "Hallo {{ letter.from_name }}!\n"}
+        },
+    }
+    german = SAMPLE.read_bytes().replace(b"MIME-Version", b"Content-Language: de-DE\nMIME-Version", 1)
+
+    code, out, _ = _try(tmp_path, monkeypatch, capsys, made, letter=german)
+
+    lines = out.splitlines()
+    assert code == 0
+    assert "Reply: rule orders" in lines
+    assert "Subject: AW: Question about my order 4711" in lines
+    assert "Hallo Ann Lee!" in lines
 
 
 def test_the_example_configuration_answers_the_sample(

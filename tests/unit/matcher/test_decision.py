@@ -13,16 +13,19 @@ from matcher.errors import UnprocessableLetterError
 from matcher.limits import ReplyHistory
 from matcher.rules import compile_rules
 from matcher.threads import ThreadIndex
+from responder.render import render, template_variables
 from schemas.config import (
     AutoResponseRule,
     CaseProcessing,
     LeadProcessing,
     Mailbox,
     MailroomConfig,
+    NamedTemplate,
     NoProcessing,
     Processing,
     ReplyPolicy,
     ReplyTemplate,
+    TemplateVariant,
 )
 from schemas.events import (
     Address,
@@ -35,6 +38,7 @@ from schemas.events import (
 )
 from schemas.ids import case_id, lead_id, reply_id, reply_message_id
 from tests.unit.builders import NOW, condition, config, letter_bytes, mailbox, rule
+from tests.unit.matcher.test_languages import with_headers
 
 NAMED = ReplyTemplate(subject="Thanks", body="Thanks, {{ letter.from_name }}")
 URGENT = condition("subject", "contains", "urgent")
@@ -534,3 +538,69 @@ def test_two_letters_with_one_message_id_are_told_apart_and_each_answered() -> N
     assert first.decided.handled_as is None
     records = {created_record(o.threaded, box)["id"] for o in (first, other)}  # type: ignore[index]
     assert len(records) == 2
+
+
+MULTILINGUAL = NamedTemplate(
+    subject="Thank you",
+    body="Hello {{ letter.from_name }}",
+    variants={
+        "de": TemplateVariant(subject="Danke", body="Hallo {{ letter.from_name }}"),
+        "fr": TemplateVariant(subject="Merci", body="<p>Bonjour</p>", type="html"),
+    },
+)
+
+
+def _multilingual(raw: bytes) -> ReplyRequested:
+    box = mailbox(rule("own", URGENT, position=1), rule("ack", template="thanks", position=2))
+    made = config(box, templates={"thanks": MULTILINGUAL})
+    (reply,) = decide(_received(raw), box, made, compile_rules(box), _index(), ReplyHistory(), NOW).replies
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("headers", "template"),
+    [
+        ({"Content-Language": "de"}, ReplyTemplate(subject="Danke", body="Hallo {{ letter.from_name }}")),
+        ({"Content-Language": "de-CH"}, ReplyTemplate(subject="Danke", body="Hallo {{ letter.from_name }}")),
+        (
+            {"Accept-Language": "it, fr;q=0.8, de;q=0.5"},
+            ReplyTemplate(subject="Merci", body="<p>Bonjour</p>", type="html"),
+        ),
+        (
+            {"Content-Language": "de", "Accept-Language": "fr"},
+            ReplyTemplate(subject="Danke", body="Hallo {{ letter.from_name }}"),
+        ),
+        ({"Content-Language": "ja"}, ReplyTemplate(subject="Thank you", body="Hello {{ letter.from_name }}")),
+        ({}, ReplyTemplate(subject="Thank you", body="Hello {{ letter.from_name }}")),
+    ],
+    ids=[
+        "content language",
+        "its prefix",
+        "accepted, by q-value",
+        "written before accepted",
+        "none it has",
+        "none",
+    ],
+)
+def test_a_named_template_answers_in_the_letters_language(
+    headers: dict[str, str], template: ReplyTemplate
+) -> None:
+    reply = _multilingual(with_headers(letter_bytes(), headers))
+
+    assert reply.rule_id == "ack"
+    assert reply.template == template
+
+
+def test_a_german_letter_gets_the_german_reply_rendered() -> None:
+    reply = _multilingual(with_headers(letter_bytes(subject="Drucker kaputt"), {"Content-Language": "de"}))
+
+    rendered = render(reply.template, template_variables(reply.letter, "Acme", "s@acme.example", "ack", NOW))
+
+    assert (rendered.subject, rendered.body) == ("Danke", "Hallo Ann Lee")
+    assert parse_event(ReplyRequested, reply.to_bytes()) == reply  # it carries the plain chosen variant
+
+
+def test_an_inline_template_is_the_same_in_every_language() -> None:
+    reply = _multilingual(with_headers(letter_bytes(subject="urgent"), {"Content-Language": "de"}))
+
+    assert (reply.rule_id, reply.template) == ("own", rule("x").template)
