@@ -46,6 +46,7 @@ class Ingest:
         owner: str = "",
         clock: Callable[[], datetime] = utcnow,
         reader_factory: Callable[[Mailbox], ImapReader] | None = None,
+        added_at: Callable[[str], datetime | None] = lambda _: None,
     ) -> None:
         self._config = config
         self._publisher = publisher
@@ -54,6 +55,8 @@ class Ingest:
         self._clock = clock
         self._progress = {key: FolderProgress.of(point) for key, point in checkpoints.items()}
         self._reader_factory = reader_factory
+        self._added_at = added_at
+        """When a mailbox was added (the configuration topic says): where a folder never read starts."""
         self.board = HealthBoard(owner, clock)
         self._watchers: dict[tuple[str, str], FolderWatcher] = {}
         self._owned: set[str] | None = None
@@ -92,6 +95,7 @@ class Ingest:
             self._progress.get((box.id, folder)),
             self._clock,
             reader,
+            self._added_at(box.id),
         )
 
     # -- one pass, no threads ----------------------------------------------------------------------------

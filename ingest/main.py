@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from ingest.app import Ingest
 from ingest.kafka import Publisher, PublishError, read_checkpoints
+from runtime.configfeed import LiveConfig
 from runtime.keys import partition_of
-from runtime.loading import FileConfigSource
 from runtime.settings import WorkerSettings
 from schemas import topics
 from schemas.config import MailroomConfig
@@ -64,6 +64,8 @@ class Membership:
 
     def mailboxes(self, config: MailroomConfig, partitions: Iterable[int] | None = None) -> set[str]:
         share = self.partitions if partitions is None else set(partitions)
+        if not self._count:  # no assignment yet: nothing is this process's
+            return set()
         return {b.id for b in config.mailboxes if partition_of(b.id, self._count) in share}
 
     def _run(self) -> None:
@@ -160,11 +162,18 @@ def _publish_health(ingest: Ingest) -> None:
         logger.warning("ingest: mailbox health not published: %s", exc)
 
 
-def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) -> int:
+def run(settings: WorkerSettings, config: MailroomConfig | LiveConfig, once: bool = False) -> int:
+    live = config if isinstance(config, LiveConfig) else LiveConfig(config)
     checkpoints = read_checkpoints(settings.kafka)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     ingest = Ingest(
-        config, Publisher(settings.kafka), checkpoints, settings.ingest, settings.poll_seconds, owner
+        live.config,
+        Publisher(settings.kafka),
+        checkpoints,
+        settings.ingest,
+        settings.poll_seconds,
+        owner,
+        added_at=live.added_at,
     )
     if once:
         try:
@@ -175,8 +184,6 @@ def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) ->
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    source = FileConfigSource(settings.config)
-    source.changed()  # the file as loaded at the start is the current version
     ingest.update(owned=set())  # nothing is read until the group assigns this process its share
     membership = Membership(settings, ingest)
     try:
@@ -185,20 +192,23 @@ def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) ->
         ingest.close()
         logger.error("ingest: %s", exc)
         return 2
+    live.on_change(lambda new: _follow(new, ingest, membership, settings))
+    if live.config != ingest.config:  # changed while the group was joined
+        _follow(live.config, ingest, membership, settings)
     logger.info(
-        "ingest %s: %d mailboxes configured, %d folder checkpoints",
+        "ingest %s: %d mailboxes configured (from the %s), %d folder checkpoints",
         owner,
-        len(config.mailboxes),
+        len(live.config.mailboxes),
+        live.source,
         len(checkpoints),
     )
-    next_look = 0.0
+    next_tidy = 0.0
     try:
         while not stop.wait(0.25):
             if membership.failed():
                 return 1
-            if time.monotonic() >= next_look:
-                next_look = time.monotonic() + settings.ingest.reload_seconds
-                _follow(source, ingest, membership, settings)
+            if time.monotonic() >= next_tidy:
+                next_tidy = time.monotonic() + 10
                 ingest.tidy()
             _publish_health(ingest)
     finally:
@@ -210,17 +220,8 @@ def run(settings: WorkerSettings, config: MailroomConfig, once: bool = False) ->
     return 0
 
 
-def _follow(
-    source: FileConfigSource, ingest: Ingest, membership: Membership, settings: WorkerSettings
-) -> None:
-    """Takes a changed configuration file: mailboxes added, changed or removed, without a restart."""
-    try:
-        config = source.changed()
-    except ConfigError as exc:
-        logger.error("ingest: the changed configuration is not taken (the previous one stays): %s", exc)
-        return
-    if config is None:
-        return
+def _follow(config: MailroomConfig, ingest: Ingest, membership: Membership, settings: WorkerSettings) -> None:
+    """Takes a new configuration: mailboxes added, changed or removed, without a restart."""
     ids = membership.mailboxes(config)
     new = ids - {b.id for b in ingest.owned()}
     if new:

@@ -51,8 +51,10 @@ class FolderWatcher:
         progress: FolderProgress | None,
         clock: Callable[[], datetime],
         reader: ImapReader | None = None,
+        added_at: datetime | None = None,
     ) -> None:
         self.box = box
+        self._added_at = added_at
         self.folder = folder
         self._publisher = publisher
         self._board = board
@@ -140,14 +142,15 @@ class FolderWatcher:
         status = self._reader.select(folder)
         progress = self.progress
         if progress is None:
-            if box.read_from is None:
+            since = box.read_from or self._added_at
+            if since is None:
                 progress = FolderProgress.starting(
                     box.id, folder, status.uidvalidity, status.uidnext, self._clock()
                 )
                 logger.info("mailbox %s: first read; starting after UID %d", self.name, progress.last_uid)
             else:
-                progress = FolderProgress.starting_from(box.id, folder, status.uidvalidity, box.read_from)
-                logger.info("mailbox %s: first read; letters since %s", self.name, box.read_from.isoformat())
+                progress = FolderProgress.starting_from(box.id, folder, status.uidvalidity, since)
+                logger.info("mailbox %s: first read; letters since %s", self.name, since.isoformat())
             self._checkpoint(progress)
         count = 0
         while not self._stop.is_set():

@@ -10,18 +10,20 @@ join their thread too.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
-from matcher.decision import decide
+from matcher.decision import Outcome, decide
 from matcher.limits import ReplyHistory
-from matcher.rules import compile_rules
+from matcher.rules import CompiledRules, compile_rules
 from matcher.threads import ThreadIndex
+from runtime.configfeed import LiveConfig
 from runtime.ledger import Fact, Ledger
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
 from runtime.stream import Emitter, StreamWorker
 from schemas import topics
-from schemas.config import MailroomConfig
+from schemas.config import Mailbox, MailroomConfig
 from schemas.errors import EventError, UnknownMailboxError
 from schemas.events import LetterReceived, LetterThreaded, ReplyRequested, parse_event, utcnow
 from schemas.ids import reply_message_id
@@ -61,17 +63,37 @@ def reply_fact(reply: ReplyRequested) -> Fact:
     }
 
 
-def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
+def _kept(outcome: Outcome, replies: list[ReplyRequested], version: int) -> Outcome:
+    """The outcome of a letter decided before: the replies asked for then, no record made anew."""
+    return replace(
+        outcome,
+        threaded=outcome.threaded.model_copy(update={"kept_from": version}),
+        decided=outcome.decided.model_copy(
+            update={"kept_from": version, "reply_ids": tuple(r.reply_id for r in replies)}
+        ),
+        replies=tuple(replies),
+    )
+
+
+def create_worker(settings: WorkerSettings, config: MailroomConfig | LiveConfig) -> StreamWorker:
+    live = config if isinstance(config, LiveConfig) else LiveConfig(config)
     threads = ThreadIndex()
     history = ReplyHistory()
+    decided: dict[tuple[str, str], int] = {}
+    """(mailbox, letter key) -> the configuration version its decision was made with (0: unknown)."""
+    replied: dict[tuple[str, str], set[str]] = {}
+    """(mailbox, Message-ID) -> the ids of the auto-replies asked for it."""
 
     def fold_fact(fact: Fact) -> None:
         if fact.get("t") == "letter":
             threads.remember(
                 fact["m"], fact["id"], fact["thread"], bool(fact["starts"]), fact["named"], fact.get("fp", "")
             )
+            decided[(fact["m"], fact["id"])] = int(fact.get("cfg") or 0)
         elif fact.get("t") == "reply":
             threads.remember(fact["m"], reply_message_id(fact["reply"], fact["email"]), fact["thread"], False)
+            if fact["kind"] == "auto":
+                replied.setdefault((fact["m"], fact["letter"]), set()).add(fact["reply"])
             if fact["kind"] == "auto":
                 at = datetime.fromisoformat(fact["at"])
                 history.note(fact["m"], fact["thread"], fact["letter"], fact["to"], at)
@@ -92,6 +114,8 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
     def forget() -> None:
         threads.clear()
         history.clear()
+        decided.clear()
+        replied.clear()
 
     ledger = Ledger(
         settings.kafka,
@@ -102,25 +126,49 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         forget,
         foreign=[topics.REPLIES_REQUESTED],
     )
-    rules = {box.id: compile_rules(box) for box in config.mailboxes}
+    compiled: dict[str, tuple[Mailbox, CompiledRules]] = {}
+
+    def rules_of(box: Mailbox) -> CompiledRules:
+        """The mailbox's rules, compiled once per version of the mailbox."""
+        hit = compiled.get(box.id)
+        if hit is not None and (hit[0] is box or hit[0] == box):
+            compiled[box.id] = (box, hit[1])
+            return hit[1]
+        rules = compile_rules(box)
+        compiled[box.id] = (box, rules)
+        return rules
+
     letters: dict[tuple[int, int], LetterReceived] = {}
     """The letter of the message under way, by (partition, offset), for its dead letter should it fail."""
 
     async def handle(source: Source, out: Emitter) -> None:
         letter = parse_event(LetterReceived, source.value)
         letters[(source.partition, source.offset)] = letter
-        mailbox = config.mailbox(letter.mailbox_id)
+        current = live.config
+        mailbox = current.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")
-        outcome = decide(letter, mailbox, config, rules[mailbox.id], threads, history, utcnow())
-        known = threads.knows(mailbox.id, outcome.threaded.letter_key)
+        version = live.version_of(mailbox.id)
+        outcome = decide(letter, mailbox, current, rules_of(mailbox), threads, history, utcnow())
+        place = (mailbox.id, outcome.threaded.letter_key)
+        known = threads.knows(*place)
+        cfg = version or 0
+        if known:
+            # Decided before (a replay, or the letter read again): its decision stands, whatever the
+            # configuration says now. Only the replies asked for then; no record is made anew.
+            kept = cfg = decided.get(place, 0)
+            before = replied.get((mailbox.id, outcome.threaded.message_id), set())
+            replies = [r for r in outcome.replies if r.reply_id in before]
+            outcome = _kept(outcome, replies, kept)
+        else:
+            outcome = replace(outcome, decided=outcome.decided.model_copy(update={"config_version": version}))
         out.emit(topics.LETTERS_THREADED, mailbox.id, outcome.threaded)
         out.emit(topics.LETTERS_SHARED, mailbox.id, outcome.shared)
         for reply in outcome.replies:
             out.emit(topics.REPLIES_REQUESTED, mailbox.id, reply)
         out.emit(topics.LETTERS_DECIDED, mailbox.id, outcome.decided)
         facts = [
-            (outcome.threaded.message_id, letter_fact(outcome.threaded)),
+            (outcome.threaded.message_id, {**letter_fact(outcome.threaded), "cfg": cfg}),
             *((reply.reply_id, reply_fact(reply)) for reply in outcome.replies),
         ]
         for key, fact in facts:

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from responder.delivery import Replies
 from responder.imap import FilingQueue, SentFolder
 from responder.outcomes import Outcomes
 from responder.render import check_templates
 from responder.smtp import SmtpPool
+from runtime.configfeed import LiveConfig
 from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
 from runtime.settings import WorkerSettings
 from runtime.stream import Emitter, Output, StreamWorker
 from schemas import topics
-from schemas.config import MailroomConfig
+from schemas.config import Mailbox, MailroomConfig
 from schemas.events import (
     Event,
     ReplyDeferred,
@@ -52,8 +55,47 @@ CONCURRENCY = 64
 """Requests handled at once (of one batch)."""
 
 
-def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWorker:
-    check_templates(config)
+T = TypeVar("T")
+
+
+class _PerMailbox(Mapping[str, T]):
+    """A sender (or Sent folder) per mailbox, made when first needed and made anew when the mailbox's
+    settings change; the ones replaced are closed with the rest at the end (a reply may still use one)."""
+
+    def __init__(
+        self, live: LiveConfig, make: Callable[[Mailbox], T], settings_of: Callable[[Mailbox], object]
+    ):
+        self._live, self._make, self._settings_of = live, make, settings_of
+        self._made: dict[str, tuple[object, T]] = {}
+        self._replaced: list[T] = []
+
+    def __getitem__(self, mailbox_id: str) -> T:
+        box = self._live.config.mailbox(mailbox_id)
+        if box is None:
+            raise KeyError(mailbox_id)
+        settings = self._settings_of(box)
+        hit = self._made.get(mailbox_id)
+        if hit is not None and hit[0] == settings:
+            return hit[1]
+        if hit is not None:
+            self._replaced.append(hit[1])
+        made = self._make(box)
+        self._made[mailbox_id] = (settings, made)
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._made)
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def every(self) -> list[T]:
+        return [made for _, made in self._made.values()] + self._replaced
+
+
+def create_worker(settings: WorkerSettings, config: MailroomConfig | LiveConfig) -> StreamWorker:
+    live = config if isinstance(config, LiveConfig) else LiveConfig(config)
+    check_templates(live.config)
     outcomes = Outcomes()
     requests_at: dict[str, tuple[int, int]] = {}
     """Reply id -> (partition, offset) of the request of a deferred reply: it is put back there when due."""
@@ -87,10 +129,10 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
         return None
 
     ledger = Ledger(settings.kafka, STAGE, [topics.REPLY_OUTCOMES], fold_fact, fold_output, forget)
-    senders = {box.id: SmtpPool(box.smtp) for box in config.mailboxes}
-    folders = {box.id: FilingQueue(SentFolder(box.imap)) for box in config.mailboxes}
+    senders = _PerMailbox(live, lambda box: SmtpPool(box.smtp), lambda box: box.smtp)
+    folders = _PerMailbox(live, lambda box: FilingQueue(SentFolder(box.imap)), lambda box: box.imap)
 
-    replies = Replies(config, outcomes, senders, folders)
+    replies = Replies(live, outcomes, senders, folders)
 
     async def handle(source: Source, out: Emitter) -> None:
         async def publish(event: Event) -> None:
@@ -135,9 +177,9 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig) -> StreamWor
             logger.info("%s: deferred reply %s is tried again", deferred.mailbox_id, deferred.reply_id)
 
     def close() -> None:
-        for pool in senders.values():
+        for pool in senders.every():
             pool.close()
-        for queue in folders.values():
+        for queue in folders.every():
             queue.close()
 
     worker = StreamWorker(

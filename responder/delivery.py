@@ -21,6 +21,7 @@ from responder.imap import FiledCopy
 from responder.outcomes import Done, File, Outcomes, Send
 from responder.retry import MAX_WAIT_SECONDS, retry_delays
 from responder.smtp import Accepted
+from runtime.configfeed import LiveConfig
 from schemas.config import Mailbox, MailroomConfig
 from schemas.errors import UnknownMailboxError
 from schemas.events import (
@@ -96,14 +97,14 @@ class Replies:
 
     def __init__(
         self,
-        config: MailroomConfig,
+        config: MailroomConfig | LiveConfig,
         outcomes: Outcomes,
         senders: Mapping[str, Sender],
         folders: Mapping[str, Folder],
         publish: Publish | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._config = config
+        self._live = config if isinstance(config, LiveConfig) else LiveConfig(config)
         self._outcomes = outcomes
         self._senders = senders
         self._folders = folders
@@ -142,7 +143,7 @@ class Replies:
                 step.why,
             )
             return
-        mailbox = self._config.mailbox(request.mailbox_id)
+        mailbox = self._live.config.mailbox(request.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {request.mailbox_id!r} is not in the configuration")
         if isinstance(step, File):

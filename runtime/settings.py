@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,11 +66,15 @@ class IngestSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    """MAILROOM_CONFIG (the YAML file), MAILROOM_DATA_DIR, MAILROOM_LOG_LEVEL, MAILROOM_POLL_SECONDS."""
+    """MAILROOM_CONFIG (the YAML file), MAILROOM_CONFIG_SOURCE, MAILROOM_DATA_DIR, MAILROOM_LOG_LEVEL,
+    MAILROOM_POLL_SECONDS."""
 
     model_config = SettingsConfigDict(env_prefix="MAILROOM_", frozen=True)
 
     config: Path = Path("mailroom.yaml")
+    config_source: Literal["auto", "topic", "file"] = "auto"
+    """Where workers and commands take the configuration from: the configuration topic (`topic`), the
+    file (`file`), or the topic when it holds any record and the file otherwise (`auto`)."""
     data_dir: Path = Path(".mailroom")
     log_level: str = "INFO"
     poll_seconds: float = Field(5.0, gt=0)
