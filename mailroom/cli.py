@@ -1,5 +1,6 @@
 """Entry: `mailroom <command>`. Loads settings and configuration once, configures logging, starts one worker
-or runs one command (check-config, rules test, mailboxes check and status, topics, replay).
+or runs one command (check-config, rules test, mailboxes check and status, topics, replay, and the lists of
+mailboxes, rules and templates).
 
 A bad configuration stops the process before it starts, with the field path and the bad value (exit 2);
 so does a reply template that does not compile or names an unknown variable, whichever command loads it.
@@ -18,7 +19,7 @@ from responder.render import check_templates
 from runtime.loading import load_config
 from runtime.settings import WorkerSettings
 from schemas.config import MailroomConfig
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, UnknownMailboxError
 from schemas.events import utcnow
 
 __all__ = ["main"]
@@ -44,6 +45,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     trial.add_argument("--mailbox", required=True, metavar="ID", help="the mailbox's id in the configuration")
     trial.add_argument("file", type=Path, metavar="FILE.eml", help="the letter, as raw RFC 5322 bytes")
+    listed = actions.add_parser(
+        "list", help="a mailbox's rules in the order they are tried, inactive ones last, conditions in words"
+    )
+    listed.add_argument("--mailbox", required=True, metavar="ID", help="the mailbox's id")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    templates = sub.add_parser("templates", help="the named reply templates")
+    template_actions = templates.add_subparsers(dest="action", required=True)
+    listed = template_actions.add_parser(
+        "list", help="the named templates, their organization and the rules using them"
+    )
+    listed.add_argument("--organization", metavar="ORG", help="only the templates this organization may use")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    save = template_actions.add_parser(
+        "save",
+        help="save a rule's own template as a named template of its organization (on the topic)",
+        description="The original's 'Save response as email template': the rule's template becomes a named "
+        "template of the mailbox's organization, and the rule refers to it. Published at once.",
+    )
+    save.add_argument("--mailbox", required=True, metavar="ID")
+    save.add_argument("--rule", required=True, metavar="RULE_ID")
+    save.add_argument("--name", required=True, metavar="NAME", help="the new template's name")
+    save.add_argument(
+        "--as", dest="who", metavar="NAME", help="who publishes (default: MAILROOM_USER or $USER)"
+    )
     sub.add_parser("topics", help="create the pipeline's topics that do not exist yet")
     replies = sub.add_parser(
         "replies", help="replies that failed or wait for another try; send failed ones again"
@@ -55,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("reply_ids", nargs="+", metavar="REPLY_ID")
     again.add_argument("--json", action="store_true", help="print JSON for scripts")
     _mailboxes_parser(sub)
+    _config_parser(sub)
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
@@ -62,9 +88,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _mailboxes_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mailboxes = sub.add_parser(
-        "mailboxes", help="check a mailbox's servers; see how reading each mailbox goes"
+        "mailboxes", help="list the mailboxes; check a mailbox's servers; see how reading each mailbox goes"
     )
     what = mailboxes.add_subparsers(dest="action", required=True)
+    listed = what.add_parser("list", help="one row per mailbox: its address, processing, rules, IMAP server")
+    listed.add_argument("--organization", metavar="ORG", help="only this organization's mailboxes")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
     check = what.add_parser(
         "check",
         help="connect to a mailbox's IMAP and SMTP servers step by step and list its folders; sends nothing",
@@ -93,11 +122,67 @@ def _mailboxes_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
+def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser("config", help="the configuration topic: apply a file, export it, its history")
+    what = config.add_subparsers(dest="action", required=True)
+    apply = what.add_parser(
+        "apply",
+        help="validate a YAML file as check-config does, show the diff, publish what changed",
+        description="Validates the file exactly as check-config does (and refuses secrets given in clear: "
+        "on the topic they are {env: NAME} or {file: PATH} references), prints what is added, changed and "
+        "removed, and publishes only that. Every worker follows the topic within seconds. A rule without "
+        "created_at is dated when its first version is published: it answers letters received after that.",
+    )
+    apply.add_argument("-f", "--file", type=Path, required=True, metavar="FILE")
+    apply.add_argument("--dry-run", action="store_true", help="show the diff; publish nothing")
+    apply.add_argument(
+        "--as", dest="who", metavar="NAME", help="who publishes (default: MAILROOM_USER or $USER)"
+    )
+    export = what.add_parser(
+        "export", help="write the topic's configuration as YAML (apply takes it back as is)"
+    )
+    export.add_argument("-o", "--output", type=Path, metavar="FILE", help="a file instead of standard output")
+    history = what.add_parser("history", help="every version published, with who, when and what changed")
+    history.add_argument("name", nargs="?", metavar="MAILBOX", help="one mailbox (or named template)")
+    history.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
 def _load_config(settings: WorkerSettings) -> MailroomConfig:
     """The validated configuration, its reply templates compiled: every command refuses a bad one alike."""
     config = load_config(settings.config)
     check_templates(config)
     return config
+
+
+def _current_config(settings: WorkerSettings) -> MailroomConfig:
+    """The configuration as the workers see it (MAILROOM_CONFIG_SOURCE): the topic's when it holds one,
+    else the file's. With `auto`, a broker that cannot be reached means the file, said on stderr."""
+    if settings.config_source != "file":
+        from kafka.errors import KafkaError
+
+        from runtime.configfeed import read_state
+
+        if logging.getLogger().level > logging.DEBUG:
+            logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        try:
+            state = read_state(settings.kafka, timeout=15.0)
+        except (KafkaError, TimeoutError) as exc:
+            if settings.config_source == "topic":
+                raise ConfigError(f"the configuration topic cannot be read: {exc}") from None
+            print(
+                f"mailroom: the configuration topic cannot be read ({exc}); from {settings.config}",
+                file=sys.stderr,
+            )
+        else:
+            if not state.empty():
+                config = state.config()
+                check_templates(config)
+                return config
+            if settings.config_source == "topic":
+                raise ConfigError(
+                    "the configuration topic is empty: publish one with `mailroom config apply -f FILE`"
+                )
+    return _load_config(settings)
 
 
 def _configure_logging(level: str) -> None:
@@ -118,8 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     if args.command in ("topics", "replay", "replies"):
         return _admin(args, settings)
+    if args.command in ("mailboxes", "rules", "templates") and args.action == "list":
+        return _list(args, settings)
+    if args.command == "config" or (args.command == "templates" and args.action == "save"):
+        return _config(args, settings)
+    if args.command in WORKERS:
+        return _worker(args, settings)
     try:
-        config = _load_config(settings)
+        config = _current_config(settings) if args.command == "mailboxes" else _load_config(settings)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
@@ -130,21 +221,122 @@ def main(argv: list[str] | None = None) -> int:
         from mailroom import dry_run
 
         return dry_run.run(config, args.mailbox, args.file, utcnow(), sys.stdout, sys.stderr)
-    if args.command == "mailboxes":
-        return _mailboxes(args, settings, config)
+    return _mailboxes(args, settings, config)
+
+
+def _worker(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """Runs a worker on the configuration it follows live (the topic, or the file: MAILROOM_CONFIG_SOURCE)."""
+    from kafka.errors import KafkaError
+
+    from runtime.configfeed import start_live
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        live = start_live(
+            settings.kafka,
+            settings.config,
+            check_templates,
+            settings.ingest.reload_seconds,
+            settings.config_source,
+        )
+    except ConfigError as exc:
+        print(f"mailroom: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, TimeoutError) as exc:
+        print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.command == "ingest":
             from ingest.main import run
 
-            return run(settings, config, once=args.once)
-        worker = importlib.import_module(f"{args.command}.app").create_worker(settings, config)
+            return run(settings, live, once=args.once)
+        worker = importlib.import_module(f"{args.command}.app").create_worker(settings, live)
+        from runtime.stream import run_worker
+
+        return run_worker(worker)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
-    from runtime.stream import run_worker
+    finally:
+        live.close()
 
-    return run_worker(worker)
+
+def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """`config apply | export | history`: a file refused exits 2, an unreachable broker 1."""
+    import getpass
+    import os
+
+    from kafka.errors import KafkaError
+
+    from mailroom import configuration
+    from mailroom.tables import table
+    from runtime.configfeed import read_state
+
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        if args.action == "save":
+            state = read_state(settings.kafka)
+            if state.empty():
+                print("mailroom templates save: the configuration topic is empty", file=sys.stderr)
+                return 1
+            try:
+                config = configuration.save_as_template(state.config(), args.mailbox, args.rule, args.name)
+            except ConfigError as exc:
+                print(f"mailroom templates save: {exc}", file=sys.stderr)
+                return 2
+            who = args.who or os.environ.get("MAILROOM_USER") or getpass.getuser()
+            now = utcnow()
+            changes = configuration.plan(config, state, now, who)
+            print(configuration.describe(changes))
+            configuration.publish(settings.kafka, changes, now, who)
+            return 0
+        if args.action == "apply":
+            try:
+                config = load_config(args.file)
+                check_templates(config)
+                configuration.refuse_clear_secrets(config)
+            except ConfigError as exc:
+                print(f"mailroom config apply: {exc}", file=sys.stderr)
+                return 2
+            who = args.who or os.environ.get("MAILROOM_USER") or getpass.getuser()
+            now = utcnow()
+            changes = configuration.plan(config, read_state(settings.kafka), now, who)
+            print(configuration.describe(changes))
+            if args.dry_run:
+                print("dry run: nothing published")
+            elif changes:
+                configuration.publish(settings.kafka, changes, now, who)
+                print(f"published {len(changes)} change(s) as {who}")
+            return 0
+        if args.action == "export":
+            state = read_state(settings.kafka)
+            if state.empty():
+                print("mailroom config export: the configuration topic is empty", file=sys.stderr)
+                return 1
+            text = configuration.export_yaml(state)
+            if args.output is not None:
+                args.output.write_text(text, encoding="utf-8")
+            else:
+                print(text, end="")
+            return 0
+        rows = configuration.history_rows(configuration.read_history(settings.kafka), args.name)
+    except (KafkaError, TimeoutError) as exc:
+        print(
+            f"mailroom config {args.action}: Kafka at {settings.kafka.bootstrap_servers}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    cells = [("WHAT", "NAME", "VERSION", "WHEN (UTC)", "BY", "CHANGE")]
+    for row in rows:
+        change = row["kind"] + (": " + "; ".join(row["changes"]) if row["changes"] else "")
+        when = row["at"][:19].replace("T", " ")
+        cells.append((row["what"], row["name"], str(row["version"]), when, row["by"], change))
+    print("\n".join(table(cells)) if rows else "no versions published yet")
+    return 0
 
 
 def _admin(args: argparse.Namespace, settings: WorkerSettings) -> int:
@@ -205,6 +397,26 @@ def _mailboxes(args: argparse.Namespace, settings: WorkerSettings, config: Mailr
         return 1
     statuses = mailboxes.mailbox_statuses(config, mailboxes.latest_health(records))
     print(mailboxes.status_json(statuses) if args.json else mailboxes.render_status(statuses))
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """`mailboxes list`, `rules list` and `templates list`: the configuration's grids."""
+    from mailroom import grids
+
+    try:
+        config = _current_config(settings)
+        shown: object
+        if args.command == "mailboxes":
+            shown = (grids.mailboxes_json if args.json else grids.render_mailboxes)(config, args.organization)
+        elif args.command == "templates":
+            shown = (grids.templates_json if args.json else grids.render_templates)(config, args.organization)
+        else:
+            shown = (grids.rules_json if args.json else grids.render_rules)(config, args.mailbox)
+    except (ConfigError, UnknownMailboxError) as exc:
+        print(f"mailroom {args.command} list: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(shown, indent=2, ensure_ascii=False) if args.json else shown)
     return 0
 
 

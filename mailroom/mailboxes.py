@@ -9,11 +9,12 @@ The command line reads the servers and the health topic; these functions only tu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mailroom.tables import table, utc_text
 from schemas.config import MailroomConfig
 from schemas.errors import EventError
 from schemas.events import FolderHealth, MailboxHealth, event_type_of, parse_event
@@ -51,7 +52,7 @@ def _report_lines(report: CheckReport) -> list[str]:
         rows.append(("ok" if step.ok else "FAILED", step.name, f"{step.elapsed_ms:.0f}", step.detail))
         if step.advice:
             rows.append(("", "", "", f"what to do: {step.advice}"))
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in table(rows)]
     if report.folders:
         lines.append("  Folders:")
         folder_rows = [("FOLDER", "ROLE", "READ BY MAILROOM", "LETTERS")]
@@ -59,7 +60,7 @@ def _report_lines(report: CheckReport) -> list[str]:
             read = ("yes" if folder.exists else "MISSING") if folder.configured else ""
             letters = "" if folder.messages is None else str(folder.messages)
             folder_rows.append((folder.name, folder.special_use or "", read, letters))
-        lines += ["    " + line for line in _table(folder_rows)]
+        lines += ["    " + line for line in table(folder_rows)]
     return lines
 
 
@@ -144,7 +145,7 @@ def render_status(statuses: list[MailboxStatus]) -> str:
     notes: dict[int, list[str]] = {}
     for s in statuses:
         folders = ", ".join(f"{f.folder} {f.waiting if f.state == 'ok' else f.state}" for f in s.folders)
-        when, last = _when(s.since), _when(s.last_letter_at)
+        when, last = utc_text(s.since), utc_text(s.last_letter_at)
         rows.append((s.mailbox_id, s.organization, s.state, when, last, folders or "-", s.owner or "-"))
         lines = [] if s.configured else ["not in this configuration file"]
         lines += [f"error: {s.error}"] if s.error else []
@@ -152,7 +153,7 @@ def render_status(statuses: list[MailboxStatus]) -> str:
         lines += [f"what to do: {s.advice}"] if s.advice else []
         notes[len(rows) - 1] = lines
     out = []
-    for index, line in enumerate(_table(rows)):
+    for index, line in enumerate(table(rows)):
         out.append(line)
         out += [f"    {note}" for note in notes.get(index, [])]
     return "\n".join(out)
@@ -175,22 +176,3 @@ def _status_dict(s: MailboxStatus) -> dict[str, Any]:
         "owner": s.owner,
         "configured": s.configured,
     }
-
-
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    """Columns padded to their widest cell; the last column is not padded."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        (
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
-            + "  "
-            + row[-1]
-        ).rstrip()
-        for row in rows
-    ]

@@ -34,6 +34,8 @@ def _run(tmp_path: Path, config: object, *args: str) -> subprocess.CompletedProc
         "MAILROOM_CONFIG": str(path),
         "MAILROOM_DATA_DIR": str(tmp_path / "data"),
         "MAILROOM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        # The file's checks, without a broker: with the default (auto) a worker asks the topic first.
+        "MAILROOM_CONFIG_SOURCE": "file",
     }
     return subprocess.run(
         [sys.executable, "-m", "mailroom", *args],

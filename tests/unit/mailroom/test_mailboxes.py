@@ -242,6 +242,7 @@ def test_checking_an_unknown_mailbox_is_a_usage_error(
     path = tmp_path / "mailroom.yaml"
     path.write_text(yaml.safe_dump({"mailboxes": [box]}))
     monkeypatch.setenv("MAILROOM_CONFIG", str(path))
+    monkeypatch.setenv("MAILROOM_CONFIG_SOURCE", "file")
 
     code = main(["mailboxes", "check", "sales"])
 
