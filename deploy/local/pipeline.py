@@ -58,10 +58,13 @@ def local_mailbox(
     """A mailbox's configuration for servers on 127.0.0.1 without TLS (test and demo servers only).
 
     `read_from`: letters that arrive from when on make events; "now" (the moment this configuration is
-    made, as for a mailbox an administrator adds), a time, or None for ingest's default (from when ingest
-    first sees the folder)."""
+    made, as for a mailbox an administrator adds), a time, or None for ingest's default (from when the
+    mailbox was added). Rules without `created_at` are dated `read_from` too (else `config apply` dates
+    them when it publishes them): a test's letters put in after the configuration was made are answered."""
     if read_from == "now":
         read_from = datetime.now(UTC).replace(microsecond=0).isoformat()
+    if read_from is not None:
+        rules = [{"created_at": read_from, **rule} for rule in rules or []]
     return {
         "id": mailbox_id,
         "organization": "acme",
@@ -95,16 +98,21 @@ class Pipeline:
         partitions: int = 2,
         poll_seconds: float = 0.5,
         env: dict[str, str] | None = None,
+        config_source: str = "topic",
     ) -> None:
+        """`config_source`: `topic` (the file is applied to the configuration topic with `mailroom
+        config apply` before the workers start, as in production) or `file` (the workers read the file)."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "mailroom.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._config_source = config_source
+        self.config_path.write_text(yaml.safe_dump(self._referenced(config), sort_keys=False))
         self.kafka = KafkaSettings(
             bootstrap_servers=bootstrap_servers, partitions=partitions, namespace=namespace
         )
         self._poll_seconds = poll_seconds
         self._extra_env = dict(env or {})
+        self._applied = False
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def env(self) -> dict[str, str]:
@@ -122,6 +130,10 @@ class Pipeline:
         )
         env.update(self._extra_env)
         return env
+
+    def env_override(self, name: str, value: str) -> None:
+        """One more MAILROOM_* setting for every process started from now on."""
+        self._extra_env[name] = value
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Runs `mailroom ARGS` to the end, e.g. `topics` or `replay`."""
@@ -147,6 +159,9 @@ class Pipeline:
         """Starts each worker in `copies` processes (the copies of a stream worker share its consumer
         group); a copy after the first is named `worker.2`, `worker.3`, ..."""
         self.cli("topics")
+        if self._config_source == "topic" and not self._applied:
+            self.cli("config", "apply", "-f", str(self.config_path), "--as", "pipeline")
+            self._applied = True
         for worker in workers:
             for copy in range(1, copies + 1):
                 name = worker if copy == 1 else f"{worker}.{copy}"
@@ -191,11 +206,38 @@ class Pipeline:
     def pid(self, name: str) -> int:
         return self._procs[name].pid
 
+    def _referenced(self, config: dict[str, Any]) -> dict[str, Any]:
+        """For the configuration topic, passwords given as values become files the configuration refers
+        to (`{file: PATH}`, as a mounted secret): secrets never travel on the topic."""
+        if self._config_source != "topic":
+            return config
+        secrets_dir = self.workdir / "secrets"
+        secrets_dir.mkdir(mode=0o700, exist_ok=True)
+        boxes = []
+        for box in config.get("mailboxes", []):
+            box = dict(box)
+            for part in ("imap", "smtp"):
+                settings = dict(box.get(part) or {})
+                if isinstance(settings.get("password"), str):
+                    path = secrets_dir / f"{box['id']}-{part}"
+                    path.write_text(settings["password"])
+                    path.chmod(0o600)
+                    settings["password"] = {"file": str(path)}
+                box[part] = settings
+            boxes.append(box)
+        return {**config, "mailboxes": boxes}
+
     def write_config(self, config: dict[str, Any]) -> None:
         """Replaces the configuration file (atomically, as an editor or a deployment would)."""
         staged = self.config_path.with_suffix(".new")
-        staged.write_text(yaml.safe_dump(config, sort_keys=False))
+        staged.write_text(yaml.safe_dump(self._referenced(config), sort_keys=False))
         staged.replace(self.config_path)
+
+    def apply(self, config: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+        """Writes the configuration file and applies it to the configuration topic (`mailroom config
+        apply -f`, with `args` such as `--dry-run`); the workers follow it within seconds."""
+        self.write_config(config)
+        return self.cli("config", "apply", "-f", str(self.config_path), "--as", "pipeline", *args)
 
     def running(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}

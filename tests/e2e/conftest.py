@@ -15,7 +15,8 @@ import pytest
 from deploy.local.pipeline import Pipeline, TopicReader
 
 PipelineFactory = Callable[..., tuple[Pipeline, TopicReader]]
-"""`make(config, **env)`: a pipeline of `config` with extra MAILROOM_* settings, and its topic reader."""
+"""`make(config, config_source="topic", **env)`: a pipeline of `config` (applied to the configuration topic,
+or read from the file) with extra MAILROOM_* settings, and its topic reader."""
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,20 @@ def pipeline_factory(kafka_servers: str) -> Iterator[PipelineFactory]:
     made: list[tuple[Pipeline, TopicReader]] = []
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-e2e-"))
 
-    def make(config: dict[str, Any], **env: str) -> tuple[Pipeline, TopicReader]:
+    def make(
+        config: dict[str, Any], config_source: str = "topic", **env: str
+    ) -> tuple[Pipeline, TopicReader]:
         namespace = f"t{secrets.token_hex(4)}"
-        pipeline = Pipeline(config, kafka_servers, workdir / namespace, namespace=namespace, env=env)
+        pipeline = Pipeline(
+            config,
+            kafka_servers,
+            workdir / namespace,
+            namespace=namespace,
+            env=env,
+            config_source=config_source,
+        )
+        if config_source == "file":
+            pipeline.env_override("MAILROOM_CONFIG_SOURCE", "file")
         reader = TopicReader(pipeline.kafka)
         made.append((pipeline, reader))
         return pipeline, reader

@@ -167,19 +167,23 @@ def test_two_ingest_processes_share_50_mailboxes_and_one_takes_over_when_the_oth
         raise AssertionError(f"{exc}\n{dump_logs(pipeline)}\n{pipeline.log('ingest.2')[-3000:]}") from exc
 
 
-def test_mailboxes_added_and_removed_in_the_file_are_followed_without_a_restart(
-    pipeline_factory: PipelineFactory, dovecot: Dovecot, mail_user_factory: MakeUser
+@pytest.mark.parametrize("source", ["topic", "file"])
+def test_mailboxes_added_and_removed_are_followed_without_a_restart(
+    pipeline_factory: PipelineFactory, dovecot: Dovecot, mail_user_factory: MakeUser, source: str
 ) -> None:
     old, new = mail_user_factory("old"), mail_user_factory("new")
     first = local_mailbox("old", old.address, old.password, dovecot.imap_port, UNUSED_SMTP_PORT)
-    pipeline, reader = pipeline_factory({"mailboxes": [first]})
+    pipeline, reader = pipeline_factory({"mailboxes": [first]}, config_source=source)
     pipeline.start(["ingest"])
     try:
         wait_until(
             "old read", lambda: _health(reader).get("old") and _health(reader)["old"].state == "ok", 60
         )
         second = local_mailbox("new", new.address, new.password, dovecot.imap_port, UNUSED_SMTP_PORT)
-        pipeline.write_config({"mailboxes": [second]})  # one added, the other removed
+        if source == "topic":  # one added, the other removed
+            pipeline.apply({"mailboxes": [second]})
+        else:
+            pipeline.write_config({"mailboxes": [second]})
         wait_until(
             "new read", lambda: _health(reader).get("new") and _health(reader)["new"].state == "ok", 30
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 from imapclient import IMAPClient
 
 from deploy.local.dovecot import Dovecot
@@ -196,7 +195,7 @@ def test_changing_who_may_see_a_mailbox_affects_later_letters_only(
     try:
         wait_until("the first letter shared", lambda: reader.events(topics.LETTERS_SHARED, LetterShared))
         pipeline.stop()
-        pipeline.config_path.write_text(yaml.safe_dump(config(["ivan", "petra"])))
+        pipeline.apply(config(["ivan", "petra"]))
         after, after_id = letter(customer.address, desk.address, "After")
         append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, after)
         pipeline.start()

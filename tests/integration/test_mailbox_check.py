@@ -65,6 +65,7 @@ class Cli:
         self.path = tmp_path / "mailroom.yaml"
         self.capsys = capsys
         monkeypatch.setenv("MAILROOM_CONFIG", str(self.path))
+        monkeypatch.setenv("MAILROOM_CONFIG_SOURCE", "file")  # the mailboxes of this file, not a topic's
 
     def configure(self, imap: dict[str, Any], smtp: dict[str, Any], **mailbox: Any) -> None:
         box = {
@@ -498,6 +499,7 @@ def test_status_says_so_when_kafka_cannot_be_reached(
     env = {
         "PATH": "/usr/bin:/bin",
         "MAILROOM_CONFIG": str(cli.path),
+        "MAILROOM_CONFIG_SOURCE": "file",
         "MAILROOM_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     }
 
