@@ -24,6 +24,8 @@ __all__ = ["FetchedLetter", "FolderBatch", "FolderStatus", "ImapReader", "Wanted
 logger = logging.getLogger(__name__)
 
 _NEWS = (b"EXISTS", b"RECENT")
+KEEPALIVE_SECONDS = 240.0
+"""A polled connection says NOOP this often between looks at its folder."""
 
 Wanted = Callable[[int, datetime, int, str], bool]
 """(uid, arrival, size, Message-ID) -> whether the letter is to be read; others are passed over."""
@@ -159,7 +161,7 @@ class ImapReader:
         otherwise; at once when `stop` is set."""
         client = self._client
         if client is None or not self.supports_idle():
-            stop.wait(poll_seconds)
+            self._poll_wait(client, stop, poll_seconds)
             return
         deadline = time.monotonic() + seconds
         try:
@@ -181,6 +183,18 @@ class ImapReader:
             raise
         except (TimeoutError, OSError, imaplib.IMAP4.error) as exc:
             raise self._failed("IDLE", exc) from exc
+
+    def _poll_wait(self, client: IMAPClient | None, stop: threading.Event, seconds: float) -> None:
+        """Waits `seconds`, saying NOOP every few minutes so that the server keeps the connection (servers
+        may log out a client silent for 30 minutes)."""
+        deadline = time.monotonic() + seconds
+        while not stop.wait(min(KEEPALIVE_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or client is None:
+                return
+            try:
+                client.noop()
+            except (TimeoutError, OSError, imaplib.IMAP4.error) as exc:
+                raise self._failed("NOOP", exc) from exc
 
     def close(self) -> None:
         client, self._client = self._client, None

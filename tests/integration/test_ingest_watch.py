@@ -271,3 +271,19 @@ def test_ingest_recovers_by_itself_when_dovecot_restarts_mid_stream(
     finally:
         own.keep = False
         own.stop()
+
+
+def test_a_mailbox_with_idle_turned_off_is_polled(
+    harness: Harness, running: Callable[..., Running], mail_user_factory: MakeUser
+) -> None:
+    user = mail_user_factory("polled")
+    box = harness.mailbox("polled", user)
+    box["imap"].update(idle=False, poll_seconds=0.3)
+    run = running(box)
+    _wait_ok(run, "polled")
+    raw, mid = letter("anna@customer.test", user.address, "Polled, not idled")
+    harness.append(user, raw)
+    wait_until("the letter", lambda: harness.letters() or None, 30)
+    assert [e.headers.message_id for _, e in harness.letters()] == [mid]
+    (inbox,) = wait_until("health", lambda: _health(harness).get("polled"), 10).folders
+    assert (inbox.state, inbox.waiting) == ("ok", "poll")
