@@ -108,8 +108,12 @@ def run(
     silent = socket.create_server(("127.0.0.1", 0))
     silent.listen(10)
     if faulty:
-        config.append(local_mailbox("locked", addresses[0], "wrong", dovecot.imap_port, UNUSED_SMTP_PORT))
-        hung = local_mailbox("hung", addresses[0], PASSWORD, silent.getsockname()[1], UNUSED_SMTP_PORT)
+        locked = f"locked-{tag}@bench.test"
+        dovecot.add_user(locked, PASSWORD)
+        config.append(local_mailbox("locked", locked, "wrong", dovecot.imap_port, UNUSED_SMTP_PORT))
+        hung = local_mailbox(
+            "hung", f"hung-{tag}@bench.test", PASSWORD, silent.getsockname()[1], UNUSED_SMTP_PORT
+        )
         config.append(hung)
     pipeline = Pipeline(
         {"mailboxes": config},

@@ -185,7 +185,7 @@ def test_a_refused_login_and_a_hung_server_fail_alone_with_reasons(
         locked = mail_user_factory("locked")
         boxes = [harness.mailbox(f"desk{n}", user) for n, user in enumerate(good)]
         boxes.append(harness.mailbox("locked", locked, password="not-the-password"))
-        hung = harness.mailbox("hung", locked)
+        hung = harness.mailbox("hung", mail_user_factory("hung"))
         hung["imap"]["port"] = silent.getsockname()[1]
         boxes.append(hung)
         # A long IMAP timeout: while the hung server holds its watcher, the others must go on.
