@@ -11,7 +11,8 @@ into the customer's Dovecot mailbox, its copy APPENDed to the mailbox's Sent fol
   stage, when the last letter got there and letters/s from the first APPEND: received (ingest),
   decided (matcher), cases (converter), replies accepted by the SMTP server and copies filed (responder).
 - Latency: APPENDs letters at --rate per second for --seconds and prints APPEND -> reply accepted by the
-  SMTP server, p50/p90/p99. Ingest waits for new letters with IDLE (Dovecot says so 0.5 s after APPEND).
+  SMTP server, p50/p90/p99, and how it splits over ingest (with the IMAP server's IDLE notice: Dovecot
+  waits 0.5 s), matcher and responder. --connections sets the mailboxes' smtp.connections (default 1).
 
 Figures only, nothing asserted: the machine is shared and noisy, so run it more than once and read medians.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -72,6 +75,7 @@ class Bench:
         copies: int,
         workdir: Path,
         log_level: str = "WARNING",
+        connections: int = 1,
     ) -> None:
         self.dovecot, self.relay, self.copies = dovecot, relay, copies
         tag = secrets.token_hex(3)
@@ -99,6 +103,12 @@ class Bench:
                     processing={"type": "case"},
                     rules=[rule],
                     limits={"per_sender_per_hour": 1_000_000, "per_sender_per_day": 1_000_000},
+                    smtp={
+                        "host": "127.0.0.1",
+                        "port": relay.port,
+                        "security": "none",
+                        "connections": connections,
+                    },
                 )
                 for i, box in enumerate(self.boxes)
             ]
@@ -116,6 +126,7 @@ class Bench:
         self.sent_before = 0
         self.appended = 0
         self.tag = tag
+        self.hops: dict[str, list[float]] = {}
 
     def counts(self) -> dict[str, int]:
         r = self.reader
@@ -211,12 +222,34 @@ class Bench:
         self.appended += count
         self.wait_all(120)
         latencies = []
+        accepted: dict[str, float] = {}
         for received in self.relay.received:
             parsed = email.message_from_bytes(received.data)
             parent = (parsed.get("In-Reply-To") or "").strip().strip("<>")
             if parent in ids:
                 latencies.append(received.at - ids[parent])
+                accepted[parent] = received.at
+        self.hops = self._hops(ids, accepted)
         return latencies
+
+    def _hops(self, appended: dict[str, float], accepted: dict[str, float]) -> dict[str, list[float]]:
+        """Where the time goes, per letter: APPEND -> LetterReceived written (ingest, with the IMAP server's
+        notice), -> ReplyRequested written (matcher), -> the reply accepted by SMTP (responder)."""
+        received = {
+            value["headers"]["message_id"]: datetime.fromisoformat(value["produced_at"]).timestamp()
+            for value in (json.loads(r.value) for r in self.reader.records(topics.LETTERS_RECEIVED))
+        }
+        requested = {
+            value["in_reply_to"]: datetime.fromisoformat(value["produced_at"]).timestamp()
+            for value in (json.loads(r.value) for r in self.reader.records(topics.REPLIES_REQUESTED))
+        }
+        hops: dict[str, list[float]] = {"ingest": [], "matcher": [], "responder": []}
+        for mid, at in appended.items():
+            if mid in received and mid in requested and mid in accepted:
+                hops["ingest"].append(received[mid] - at)
+                hops["matcher"].append(requested[mid] - received[mid])
+                hops["responder"].append(accepted[mid] - requested[mid])
+        return hops
 
 
 def _cpu_seconds() -> dict[str, float]:
@@ -273,6 +306,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rate", type=float, default=50.0, help="letters/s in the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="smtp.connections of each mailbox (replies sent at once)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
@@ -281,7 +317,7 @@ def main() -> None:
             f"{args.letters} letters of about {args.size} bytes, {MAILBOXES} mailboxes, a case + a reply each"
         )
         for copies in args.copies:
-            bench = Bench(kafka, dovecot, relay, copies, workdir)
+            bench = Bench(kafka, dovecot, relay, copies, workdir, connections=args.connections)
             with bench.pipeline:
                 bench.pipeline.start(copies=copies)
                 warm = bench.make(MAILBOXES, args.size, "warm")
@@ -317,6 +353,14 @@ def main() -> None:
                     print(
                         f"  APPEND -> reply at {args.rate:.0f} letters/s ({len(latencies)} letters): "
                         f"p50 {p50:.2f} s, p90 {p90:.2f} s, p99 {p99:.2f} s"
+                    )
+                    print(
+                        "    of which, p50 / p99: "
+                        + ", ".join(
+                            f"{hop} {_percentile(v, 0.5):.2f} / {_percentile(v, 0.99):.2f} s"
+                            for hop, v in bench.hops.items()
+                            if v
+                        )
                     )
             bench.reader.close()
     shutil.rmtree(workdir, ignore_errors=True)
