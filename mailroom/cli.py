@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--json", action="store_true", help="print JSON for scripts")
     _mailboxes_parser(sub)
     _config_parser(sub)
+    _dead_letters_parser(sub)
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
@@ -147,6 +148,23 @@ def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     history.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
+def _dead_letters_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dead = sub.add_parser("dead-letters", help="what could not be processed; hand it back after a fix")
+    what = dead.add_subparsers(dest="action", required=True)
+    listed = what.add_parser("list", help="every dead letter: when, stage, mailbox, error, reason")
+    listed.add_argument("--mailbox", metavar="ID")
+    listed.add_argument("--stage", metavar="STAGE", help="ingest, matcher, converter or responder")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    shown = what.add_parser("show", help="one dead letter with its reason and the start of its original")
+    shown.add_argument("dead_id", metavar="ID")
+    again = what.add_parser(
+        "reprocess",
+        help="hand originals back to the stage that failed (a second time is harmless: ids are derived)",
+    )
+    again.add_argument("dead_ids", nargs="+", metavar="ID")
+    again.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
 def _load_config(settings: WorkerSettings) -> MailroomConfig:
     """The validated configuration, its reply templates compiled: every command refuses a bad one alike."""
     config = load_config(settings.config)
@@ -209,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         return _config(args, settings)
     if args.command in WORKERS:
         return _worker(args, settings)
+    if args.command == "dead-letters":
+        return _dead_letters(args, settings)
     try:
         config = _current_config(settings) if args.command == "mailboxes" else _load_config(settings)
     except ConfigError as exc:
@@ -259,6 +279,43 @@ def _worker(args: argparse.Namespace, settings: WorkerSettings) -> int:
         return 2
     finally:
         live.close()
+
+
+def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    from kafka.errors import KafkaError
+
+    from mailroom import deadletters
+
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        found = deadletters.read_dead_letters(settings.kafka)
+        if args.action == "list":
+            listed = deadletters.rows(found, args.mailbox, args.stage)
+            print(deadletters.as_json(listed) if args.json else deadletters.render_list(listed))
+            return 0
+        if args.action == "show":
+            dead = next((d for d in found if d.event_id == args.dead_id), None)
+            if dead is None:
+                print(f"mailroom dead-letters show: no dead letter {args.dead_id!r}", file=sys.stderr)
+                return 1
+            print(deadletters.render_show(dead))
+            return 0
+        try:
+            config = _current_config(settings)
+        except ConfigError as exc:
+            print(f"mailroom dead-letters reprocess: {exc}", file=sys.stderr)
+            return 2
+        done = deadletters.reprocess(settings.kafka, config, found, args.dead_ids)
+    except (KafkaError, TimeoutError) as exc:
+        print(f"mailroom dead-letters: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(deadletters.as_json(done))
+    else:
+        for dead_id, what in done.items():
+            print(f"{dead_id}  {what}")
+    return 0 if all(what.startswith("reprocessed") for what in done.values()) else 1
 
 
 def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:

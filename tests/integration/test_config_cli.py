@@ -50,7 +50,9 @@ class Cli:
     def __init__(self, kafka: KafkaSettings, workdir: Path) -> None:
         self.kafka, self.workdir = kafka, workdir
 
-    def run(self, *args: str, config: dict[str, Any] | str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, config: dict[str, Any] | str | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         path = self.workdir / "mailroom.yaml"
         if config is not None:
             path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
@@ -62,6 +64,7 @@ class Cli:
             MAILROOM_KAFKA_PARTITIONS=str(self.kafka.partitions),
             PYTHONPATH=str(ROOT),
         )
+        env.update(extra_env or {})
         return subprocess.run(
             [sys.executable, "-m", "mailroom", *args], env=env, capture_output=True, text=True, timeout=120
         )
