@@ -98,7 +98,8 @@ def plan(config: MailroomConfig, state: ConfigState, now: datetime, who: str) ->
             continue
         version = old.version + 1 if old else 1
         event = TemplateVersion(
-            event_id=deterministic_id("template-version", name, version),
+            # With the time: a template deleted and made anew starts its versions again.
+            event_id=deterministic_id("template-version", name, version, now.isoformat()),
             occurred_at=now,
             name=name,
             template=template,
@@ -119,7 +120,7 @@ def plan(config: MailroomConfig, state: ConfigState, now: datetime, who: str) ->
             continue
         version = old_box.version + 1 if old_box else 1
         event_box = MailboxVersion(
-            event_id=deterministic_id("mailbox-version", box.id, version),
+            event_id=deterministic_id("mailbox-version", box.id, version, now.isoformat()),
             occurred_at=now,
             mailbox=dated,
             version=version,
@@ -306,7 +307,7 @@ def publish(kafka: KafkaSettings, changes: list[Change], now: datetime, who: str
             key = change.key.encode()
             if change.event is None:
                 removed = ConfigRemoved(
-                    event_id=deterministic_id("config-removed", change.key, change.version),
+                    event_id=deterministic_id("config-removed", change.key, change.version, now.isoformat()),
                     occurred_at=now,
                     key=change.key,
                     version=change.version,
