@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from ingest.parse import letter_event
 from mailroom.tables import table, utc_text
 from runtime.settings import KafkaSettings
-from runtime.snapshot import read_topic
+from runtime.snapshot import read_record, read_topic
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import EventError
@@ -136,28 +136,6 @@ def read_dead_letters(kafka: KafkaSettings, timeout: float = 60.0) -> list[DeadL
     return found
 
 
-def _fetch(kafka: KafkaSettings, target: Target) -> Any | None:
-    """The message at the target's offset, or None when the topic no longer holds it."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    try:
-        tp = TopicPartition(target.topic, target.partition)
-        consumer.assign([tp])
-        if consumer.beginning_offsets([tp])[tp] > (target.offset or 0):
-            return None
-        consumer.seek(tp, target.offset or 0)
-        for _ in range(50):
-            for record in consumer.poll(timeout_ms=200).get(tp, []):
-                if record.offset == target.offset:
-                    return record
-                if record.offset > (target.offset or 0):
-                    return None
-        return None
-    finally:
-        consumer.close()
-
-
 def reprocess(
     kafka: KafkaSettings, config: MailroomConfig, dead_letters: list[DeadLetter], ids: list[str]
 ) -> dict[str, str]:
@@ -197,7 +175,7 @@ def reprocess(
                 producer.send(name, key=box.id.encode(), value=event.to_bytes()).get(timeout=60)
                 done[dead_id] = f"reprocessed: LetterReceived {event.event_id} on {name}"
                 continue
-            record = _fetch(kafka, target)
+            record = read_record(kafka, target.topic, target.partition, target.offset or 0)
             if record is None:
                 done[dead_id] = f"not reprocessed: {target.topic}[{target.partition}]@{target.offset} is gone"
                 continue

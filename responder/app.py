@@ -75,7 +75,7 @@ class _PerMailbox(Mapping[str, T]):
             raise KeyError(mailbox_id)
         settings = self._settings_of(box)
         hit = self._made.get(mailbox_id)
-        if hit is not None and hit[0] == settings:
+        if hit is not None and (hit[0] is settings or hit[0] == settings):
             return hit[1]
         if hit is not None:
             self._replaced.append(hit[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 
 from runtime.loading import FileConfigSource
 from runtime.settings import KafkaSettings
+from runtime.snapshot import read_to_end, read_topic
 from schemas import topics
 from schemas.config import MailroomConfig
 from schemas.errors import ConfigError, EventError
@@ -91,10 +91,10 @@ class ConfigState:
         return {box_id: v.created_at for box_id, v in self.mailboxes.items()}
 
 
-def _consumer(kafka: KafkaSettings, timeout: float = 60.0) -> tuple[KafkaConsumer, list[TopicPartition]]:
+def _consumer(kafka: KafkaSettings) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """The follower's consumer: every partition of the topic, from its start."""
     consumer = KafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers,
-        bootstrap_timeout_ms=int(min(timeout, 30.0) * 1000),
         group_id=None,
         enable_auto_commit=False,
         client_id="mailroom-config",
@@ -123,27 +123,9 @@ def _fold_records(state: ConfigState, records: Iterable[Any]) -> int:
 
 def read_state(kafka: KafkaSettings, timeout: float = 60.0) -> ConfigState:
     """The configuration topic as it is now (empty when the topic does not exist)."""
-    consumer, parts = _consumer(kafka, timeout)
     state = ConfigState()
-    try:
-        _catch_up(consumer, parts, state, timeout)
-    finally:
-        consumer.close()
+    _fold_records(state, read_topic(kafka, topics.CONFIG, timeout, tombstones=True))
     return state
-
-
-def _catch_up(
-    consumer: KafkaConsumer, parts: list[TopicPartition], state: ConfigState, timeout: float
-) -> None:
-    if not parts:
-        return
-    ends = consumer.end_offsets(parts)
-    deadline = time.monotonic() + timeout
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"reading the configuration topic took over {timeout:.0f} s")
-        for records in consumer.poll(timeout_ms=200).values():
-            _fold_records(state, records)
 
 
 class LiveConfig:
@@ -249,7 +231,7 @@ def start_live(
     consumer, parts = _consumer(kafka)
     state = ConfigState()
     try:
-        _catch_up(consumer, parts, state, 60.0)
+        _fold_records(state, read_to_end(consumer, parts, 60.0, kafka.topic(topics.CONFIG)))
     except BaseException:
         consumer.close()
         raise

@@ -14,7 +14,32 @@ from kafka import KafkaConsumer, TopicPartition
 from runtime.settings import KafkaSettings
 from schemas.topics import TopicSpec
 
-__all__ = ["read_topic"]
+__all__ = ["read_record", "read_to_end", "read_topic"]
+
+
+def read_to_end(
+    consumer: KafkaConsumer, tps: list[TopicPartition], timeout: float, what: str
+) -> Iterator[Any]:
+    """Every record (tombstones too) of the consumer's assigned partitions `tps`, from where each stands up
+    to the end it has when called; TimeoutError when that takes longer than `timeout` seconds."""
+    if not tps:
+        return
+    ends = consumer.end_offsets(tps)
+    deadline = time.monotonic() + timeout
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {what} took over {timeout:.0f} s")
+        for records in consumer.poll(timeout_ms=200).values():
+            yield from records
+
+
+def _consumer(kafka: KafkaSettings, timeout: float) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        bootstrap_timeout_ms=int(min(timeout, 30.0) * 1000),
+    )
 
 
 def read_topic(
@@ -24,23 +49,30 @@ def read_topic(
     partition; TimeoutError when that takes longer than `timeout` seconds (a KafkaError when no broker
     answers within it, or 30 s). `tombstones`: also the records without a value, which delete their
     key from a compacted topic."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        bootstrap_timeout_ms=int(min(timeout, 30.0) * 1000),
-    )
+    consumer = _consumer(kafka, timeout)
     try:
         name = kafka.topic(spec)
         tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or set())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {name} took over {timeout:.0f} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                yield from (r for r in records if tombstones or r.value is not None)
+        yield from (r for r in read_to_end(consumer, tps, timeout, name) if tombstones or r.value is not None)
+    finally:
+        consumer.close()
+
+
+def read_record(
+    kafka: KafkaSettings, topic: str, partition: int, offset: int, timeout: float = 30.0
+) -> Any | None:
+    """The record at `topic`[`partition`]@`offset`, or None when the topic no longer (or not yet) holds it."""
+    consumer = _consumer(kafka, timeout)
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        if not consumer.beginning_offsets([tp])[tp] <= offset < consumer.end_offsets([tp])[tp]:
+            return None
+        consumer.seek(tp, offset)
+        for record in read_to_end(consumer, [tp], timeout, f"{topic}[{partition}]"):
+            return record if record.offset == offset else None
+        return None
     finally:
         consumer.close()
