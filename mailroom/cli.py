@@ -180,8 +180,7 @@ def _current_config(settings: WorkerSettings) -> MailroomConfig:
 
         from runtime.configfeed import read_state
 
-        if logging.getLogger().level > logging.DEBUG:
-            logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        _quiet_kafka()
         try:
             state = read_state(settings.kafka, timeout=15.0)
         except (KafkaError, TimeoutError) as exc:
@@ -201,6 +200,20 @@ def _current_config(settings: WorkerSettings) -> MailroomConfig:
                     "the configuration topic is empty: publish one with `mailroom config apply -f FILE`"
                 )
     return _load_config(settings)
+
+
+def _quiet_kafka() -> None:
+    """The Kafka client logs each failed try to reach the broker; a command says it once, itself."""
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _who(args: argparse.Namespace) -> str:
+    """Who publishes a configuration change: --as, else MAILROOM_USER, else the login name."""
+    import getpass
+    import os
+
+    return str(args.who or os.environ.get("MAILROOM_USER") or getpass.getuser())
 
 
 def _configure_logging(level: str) -> None:
@@ -286,8 +299,7 @@ def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
 
     from mailroom import deadletters
 
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    _quiet_kafka()
     try:
         found = deadletters.read_dead_letters(settings.kafka)
         if args.action == "list":
@@ -320,17 +332,12 @@ def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
 
 def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
     """`config apply | export | history`: a file refused exits 2, an unreachable broker 1."""
-    import getpass
-    import os
-
     from kafka.errors import KafkaError
 
     from mailroom import configuration
-    from mailroom.tables import table
     from runtime.configfeed import read_state
 
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    _quiet_kafka()
     try:
         if args.action == "save":
             state = read_state(settings.kafka)
@@ -342,7 +349,7 @@ def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
             except ConfigError as exc:
                 print(f"mailroom templates save: {exc}", file=sys.stderr)
                 return 2
-            who = args.who or os.environ.get("MAILROOM_USER") or getpass.getuser()
+            who = _who(args)
             now = utcnow()
             changes = configuration.plan(config, state, now, who)
             print(configuration.describe(changes))
@@ -356,7 +363,7 @@ def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
             except ConfigError as exc:
                 print(f"mailroom config apply: {exc}", file=sys.stderr)
                 return 2
-            who = args.who or os.environ.get("MAILROOM_USER") or getpass.getuser()
+            who = _who(args)
             now = utcnow()
             changes = configuration.plan(config, read_state(settings.kafka), now, who)
             print(configuration.describe(changes))
@@ -384,15 +391,7 @@ def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    cells = [("WHAT", "NAME", "VERSION", "WHEN (UTC)", "BY", "CHANGE")]
-    for row in rows:
-        change = row["kind"] + (": " + "; ".join(row["changes"]) if row["changes"] else "")
-        when = row["at"][:19].replace("T", " ")
-        cells.append((row["what"], row["name"], str(row["version"]), when, row["by"], change))
-    print("\n".join(table(cells)) if rows else "no versions published yet")
+    print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else configuration.render_history(rows))
     return 0
 
 
@@ -440,9 +439,7 @@ def _mailboxes(args: argparse.Namespace, settings: WorkerSettings, config: Mailr
     from runtime.snapshot import read_topic
     from schemas.topics import INGEST_HEALTH
 
-    if logging.getLogger().level > logging.DEBUG:
-        # The client logs each failed try to reach the broker; the command says it once, below.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    _quiet_kafka()
     try:
         records = [
             (r.key, r.value) for r in read_topic(settings.kafka, INGEST_HEALTH, args.timeout, tombstones=True)

@@ -18,6 +18,7 @@ import yaml
 from kafka import KafkaProducer
 from pydantic import SecretStr
 
+from mailroom.tables import table
 from runtime.configfeed import ConfigState, template_key
 from runtime.settings import KafkaSettings
 from runtime.snapshot import read_topic
@@ -36,6 +37,7 @@ __all__ = [
     "publish",
     "read_history",
     "refuse_clear_secrets",
+    "render_history",
     "save_as_template",
 ]
 
@@ -272,6 +274,18 @@ def history_rows(records: Iterable[tuple[str, bytes]], key: str | None = None) -
         )
         last[record_key] = plain
     return rows
+
+
+def render_history(rows: list[dict[str, Any]]) -> str:
+    """The versions as a table a person reads, one line each, with what changed."""
+    if not rows:
+        return "no versions published yet"
+    cells = [("WHAT", "NAME", "VERSION", "WHEN (UTC)", "BY", "CHANGE")]
+    for row in rows:
+        change = row["kind"] + (": " + "; ".join(row["changes"]) if row["changes"] else "")
+        when = row["at"][:19].replace("T", " ")
+        cells.append((row["what"], row["name"], str(row["version"]), when, row["by"], change))
+    return "\n".join(table(cells))
 
 
 def _row(
