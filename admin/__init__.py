@@ -1,0 +1,1 @@
+"""The web admin: the System Mailboxes screens, served by `mailroom admin`."""
