@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from converter.mapping import link_for, record_for
+from runtime import logs
 from runtime.configfeed import LiveConfig
 from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
@@ -88,6 +89,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig | LiveConfig)
 
     async def handle(source: Source, out: Emitter) -> None:
         letter = parse_event(LetterThreaded, source.value)
+        logs.note(message_id=letter.message_id)
         mailbox = live.config.mailbox(letter.mailbox_id)
         if mailbox is None:
             raise UnknownMailboxError(f"mailbox {letter.mailbox_id!r} is not in the configuration")

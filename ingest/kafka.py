@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from runtime import metrics
 from runtime.settings import KafkaSettings
 from runtime.snapshot import read_topic
 from schemas import topics
@@ -54,6 +55,8 @@ class Publisher:
                 future.get(timeout=timeout)
         except KafkaError as exc:
             raise PublishError(f"the broker did not take the events: {exc}") from exc
+        for spec, key, event in items:
+            metrics.published("ingest", spec, key, event)
 
     def close(self) -> None:
         self._producer.close(timeout=10)

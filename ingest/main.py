@@ -24,6 +24,7 @@ from ingest.app import Ingest
 from ingest.kafka import Publisher, PublishError, read_checkpoints
 from runtime.configfeed import LiveConfig
 from runtime.keys import partition_of
+from runtime.metrics import Health
 from runtime.settings import WorkerSettings
 from schemas import topics
 from schemas.config import MailroomConfig
@@ -162,8 +163,16 @@ def _publish_health(ingest: Ingest) -> None:
         logger.warning("ingest: mailbox health not published: %s", exc)
 
 
-def run(settings: WorkerSettings, config: MailroomConfig | LiveConfig, once: bool = False) -> int:
+def run(
+    settings: WorkerSettings,
+    config: MailroomConfig | LiveConfig,
+    once: bool = False,
+    health: Health | None = None,
+) -> int:
+    """Reads this process's share of the mailboxes until SIGTERM (`once`: every folder once, without
+    joining the group). `health` is beaten by the loop and told whether the group membership lives."""
     live = config if isinstance(config, LiveConfig) else LiveConfig(config)
+    health = health or Health("ingest")
     checkpoints = read_checkpoints(settings.kafka)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     ingest = Ingest(
@@ -192,6 +201,7 @@ def run(settings: WorkerSettings, config: MailroomConfig | LiveConfig, once: boo
         ingest.close()
         logger.error("ingest: %s", exc)
         return 2
+    health.check("ingest group", lambda: "the group membership ended" if membership.failed() else None)
     live.on_change(lambda new: _follow(new, ingest, membership, settings))
     if live.config != ingest.config:  # changed while the group was joined
         _follow(live.config, ingest, membership, settings)
@@ -205,6 +215,7 @@ def run(settings: WorkerSettings, config: MailroomConfig | LiveConfig, once: boo
     next_tidy = 0.0
     try:
         while not stop.wait(0.25):
+            health.beat()
             if membership.failed():
                 return 1
             if time.monotonic() >= next_tidy:

@@ -23,6 +23,7 @@ from ingest.imap import FetchedLetter, FolderStatus, ImapReader
 from ingest.kafka import Publisher, PublishError
 from ingest.parse import letter_event
 from ingest.progress import FolderProgress, message_id_in
+from runtime import logs, metrics
 from runtime.settings import IngestSettings
 from schemas import topics
 from schemas.config import Mailbox
@@ -95,6 +96,7 @@ class FolderWatcher:
         return True
 
     def _run(self) -> None:
+        logs.note(mailbox=self.box.id, folder=self.folder)  # this thread's log lines say whose they are
         if not self._reader.connected:
             self._report("connecting")
         delay = self._settings.backoff_first_seconds
@@ -203,6 +205,7 @@ class FolderWatcher:
     def _event_for(self, uidvalidity: int, letter: FetchedLetter) -> Event:
         """The letter's LetterReceived, or the DeadLetter saying why it cannot be one."""
         box, folder = self.box, self.folder
+        metrics.MESSAGES_IN.labels("ingest", "imap").inc()
         if not letter.complete or letter.size > MAX_LETTER_BYTES:
             return self._too_large(uidvalidity, letter.uid, letter.size, letter.raw)
         try:

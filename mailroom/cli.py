@@ -14,13 +14,21 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from responder.render import check_templates
+from runtime import logs
 from runtime.loading import load_config
 from runtime.settings import WorkerSettings
 from schemas.config import MailroomConfig
 from schemas.errors import ConfigError, UnknownMailboxError
 from schemas.events import utcnow
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from runtime.configfeed import LiveConfig
+    from runtime.metrics import Health
 
 __all__ = ["main"]
 
@@ -82,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _mailboxes_parser(sub)
     _config_parser(sub)
     _dead_letters_parser(sub)
+    _audit_parser(sub)
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
@@ -216,14 +225,6 @@ def _who(args: argparse.Namespace) -> str:
     return str(args.who or os.environ.get("MAILROOM_USER") or getpass.getuser())
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic-settings' validation error: show it without a trace
         print(f"mailroom: invalid environment settings: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if args.command in ("topics", "replay", "replies"):
         return _admin(args, settings)
     if args.command in ("mailboxes", "rules", "templates") and args.action == "list":
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(args, settings)
     if args.command == "dead-letters":
         return _dead_letters(args, settings)
+    if args.command == "audit":
+        return _audit(args, settings)
     try:
         config = _current_config(settings) if args.command == "mailboxes" else _load_config(settings)
     except ConfigError as exc:
@@ -278,20 +281,39 @@ def _worker(args: argparse.Namespace, settings: WorkerSettings) -> int:
     except (KafkaError, TimeoutError) as exc:
         print(f"mailroom {args.command}: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
         return 1
+    from runtime.metrics import Health
+
+    endpoint = None
     try:
         if args.command == "ingest":
             from ingest.main import run
 
-            return run(settings, live, once=args.once)
+            health = Health("ingest")
+            if not args.once:
+                endpoint = _serve_metrics(health, settings, live)
+            return run(settings, live, once=args.once, health=health)
         worker = importlib.import_module(f"{args.command}.app").create_worker(settings, live)
         from runtime.stream import run_worker
 
+        endpoint = _serve_metrics(worker.health, settings, live)
         return run_worker(worker)
     except ConfigError as exc:
         print(f"mailroom: {exc}", file=sys.stderr)
         return 2
     finally:
+        if endpoint is not None:
+            endpoint.shutdown()
         live.close()
+
+
+def _serve_metrics(health: Health, settings: WorkerSettings, live: LiveConfig) -> ThreadingHTTPServer | None:
+    """`/metrics`, `/healthz` and `/readyz` of a worker; ready while the broker answers and the worker
+    follows a configuration."""
+    from runtime.metrics import BrokerProbe, MetricsSettings, serve
+
+    health.check("broker", BrokerProbe(settings.kafka.bootstrap_servers))
+    health.check("configuration", lambda: None if live.config is not None else "no configuration loaded")
+    return serve(health, MetricsSettings())
 
 
 def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
@@ -328,6 +350,75 @@ def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
         for dead_id, what in done.items():
             print(f"{dead_id}  {what}")
     return 0 if all(what.startswith("reprocessed") for what in done.values()) else 1
+
+
+def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="per letter: thread, record, rules, reply and delivery, and what the configuration decides now",
+        description="Reads the letters, decisions and reply outcomes from the topics (outside any consumer "
+        "group: nothing is sent, written or committed) and shows per letter what happened, and what the "
+        "configuration in force would decide now, marking the letters it would decide differently.",
+    )
+    audit.add_argument("--mailbox", metavar="ID", help="one mailbox's letters")
+    audit.add_argument("--from", dest="since", metavar="TIME", help="letters received at or after (ISO)")
+    audit.add_argument("--to", dest="until", metavar="TIME", help="letters received before (ISO)")
+    audit.add_argument(
+        "--letter", action="append", default=[], metavar="ID", help="a letter's event id or Message-ID"
+    )
+    shown = audit.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON for scripts")
+    shown.add_argument("--csv", action="store_true", help="print CSV, one row per letter")
+    audit.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="the longest wait for Kafka (60)"
+    )
+
+
+def _audit(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """`audit`: reads, never writes; a bad time or an unknown mailbox exits 2, an unreachable broker 1."""
+    from kafka.errors import KafkaError
+
+    from mailroom import audit
+
+    _quiet_kafka()
+    try:
+        since, until = (audit.moment(t) if t else None for t in (args.since, args.until))
+    except ValueError as exc:
+        print(f"mailroom audit: --from/--to: {exc} (an ISO date or date-time)", file=sys.stderr)
+        return 2
+    try:
+        config = _current_config(settings)
+    except ConfigError as exc:
+        print(f"mailroom audit: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rreading the topics: {done}/{total} messages", end="", file=sys.stderr, flush=True)
+        if done == total:
+            print(file=sys.stderr)
+
+    try:
+        events = audit.read_events(
+            settings.kafka, args.mailbox, args.timeout, progress if sys.stderr.isatty() else None
+        )
+    except (KafkaError, TimeoutError) as exc:
+        print(f"mailroom audit: Kafka at {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    if args.mailbox and config.mailbox(args.mailbox) is None and not events.knows(args.mailbox):
+        known = ", ".join(box.id for box in config.mailboxes) or "none"
+        print(f"mailroom audit: no mailbox {args.mailbox!r} (mailboxes: {known})", file=sys.stderr)
+        return 2
+    entries = audit.audit(
+        events, config, utcnow(), mailbox=args.mailbox, since=since, until=until, letters=args.letter
+    )
+    if args.json:
+        print(audit.as_json(entries))
+    elif args.csv:
+        print(audit.as_csv(entries), end="")
+        print(audit.summary_line(entries), file=sys.stderr)
+    else:
+        print(audit.render_table(entries))
+    return 0
 
 
 def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:

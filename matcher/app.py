@@ -17,6 +17,7 @@ from matcher.decision import Outcome, decide
 from matcher.limits import ReplyHistory
 from matcher.rules import CompiledRules, compile_rules
 from matcher.threads import ThreadIndex
+from runtime import logs
 from runtime.configfeed import LiveConfig
 from runtime.ledger import Fact, Ledger
 from runtime.policy import Source
@@ -143,6 +144,7 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig | LiveConfig)
 
     async def handle(source: Source, out: Emitter) -> None:
         letter = parse_event(LetterReceived, source.value)
+        logs.note(message_id=letter.headers.message_id)
         letters[(source.partition, source.offset)] = letter
         current = live.config
         mailbox = current.mailbox(letter.mailbox_id)

@@ -25,6 +25,7 @@ from responder.imap import FilingQueue, SentFolder
 from responder.outcomes import Outcomes
 from responder.render import check_templates
 from responder.smtp import SmtpPool
+from runtime import logs
 from runtime.configfeed import LiveConfig
 from runtime.ledger import Fact, Ledger, field_of
 from runtime.policy import Source
@@ -157,7 +158,9 @@ def create_worker(settings: WorkerSettings, config: MailroomConfig | LiveConfig)
                 # ReplySent is on the broker before the copy is filed: a crash then files, never resends.
                 await out.publish(topics.REPLY_OUTCOMES, reply_id, event)
 
-        await replies.handle(parse_event(ReplyRequested, source.value), publish)
+        request = parse_event(ReplyRequested, source.value)
+        logs.note(reply_id=request.reply_id)
+        await replies.handle(request, publish)
 
     async def retry_due() -> None:
         """Puts the request of each deferred reply whose time has come back on its partition."""

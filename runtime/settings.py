@@ -67,7 +67,7 @@ class IngestSettings(BaseSettings):
 
 class WorkerSettings(BaseSettings):
     """MAILROOM_CONFIG (the YAML file), MAILROOM_CONFIG_SOURCE, MAILROOM_DATA_DIR, MAILROOM_LOG_LEVEL,
-    MAILROOM_POLL_SECONDS."""
+    MAILROOM_LOG_FORMAT, MAILROOM_POLL_SECONDS."""
 
     model_config = SettingsConfigDict(env_prefix="MAILROOM_", frozen=True)
 
@@ -77,6 +77,9 @@ class WorkerSettings(BaseSettings):
     file (`file`), or the topic when it holds any record and the file otherwise (`auto`)."""
     data_dir: Path = Path(".mailroom")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object a line, with the topic, partition, offset, mailbox and Message-ID of the
+    message under way (runtime/logs.py)."""
     poll_seconds: float = Field(5.0, gt=0)
     """How often ingest looks at a folder whose server offers no IDLE (or that turned IDLE off)."""
     kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())

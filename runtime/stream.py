@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from runtime import logs, metrics
 from runtime.ledger import STAGE_HEADER, Fact, Ledger, LedgerError, checkpoint_record, fact_record, new_batch
 from runtime.policy import Source, process_message
 from runtime.settings import KafkaSettings
@@ -49,12 +51,14 @@ _PRODUCER_BATCH_BYTES = 1024 * 1024
 @dataclass(frozen=True)
 class Output:
     """A record to publish: its topic, key, bytes (serialized when emitted, so an event that cannot be
-    serialized fails its own message, not the batch) and partition (None: by key)."""
+    serialized fails its own message, not the batch), partition (None: by key) and the event it carries
+    (counted in the metrics once acknowledged; None for ledger records)."""
 
     spec: topics.TopicSpec
     key: str
     value: bytes
     partition: int | None = None
+    event: Event | None = None
 
 
 class PublishFailedError(MailroomError):
@@ -74,7 +78,7 @@ class Emitter:
     def emit(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
         """Queues `event` for the message's partition of `spec`; sent when the handler returns, and
         acknowledged before the commit."""
-        self.outputs.append(Output(spec, key, event.to_bytes(), self._partition))
+        self.outputs.append(Output(spec, key, event.to_bytes(), self._partition, event))
 
     def remember(self, key: str, fact: Fact) -> None:
         """Queues a fact for the worker's ledger (what a rebuild folds back)."""
@@ -86,7 +90,7 @@ class Emitter:
 
     async def publish(self, spec: topics.TopicSpec, key: str, event: Event) -> None:
         """Sends `event` now and returns when the broker has it."""
-        await self._worker.publish_now(Output(spec, key, event.to_bytes(), self._partition))
+        await self._worker.publish_now(Output(spec, key, event.to_bytes(), self._partition, event))
 
 
 Handler = Callable[[Source, Emitter], Awaitable[None]]
@@ -102,6 +106,7 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         logger.info("%s: partitions assigned: %s", self._worker.stage, _names(assigned))
+        self._worker.owned = set(assigned)
         if self._worker.ledger is not None:
             self._worker.ledger.assign([tp.partition for tp in assigned])
 
@@ -113,7 +118,8 @@ class StreamWorker:
     a handler that allows more must be safe to run beside itself (the responder's). `letter_of` gives the
     raw letter a failed message carries, kept in its dead letter instead of the event's bytes. `on_close`
     runs when the worker stops (to close the handler's connections); `every_second` between batches, about
-    once a second, once the ledger is read back (the responder's deferred replies)."""
+    once a second, once the ledger is read back (the responder's deferred replies). `health` is what
+    `/healthz` and `/readyz` say (runtime/metrics.py): the loop beats it and says when it catches up."""
 
     def __init__(
         self,
@@ -140,6 +146,10 @@ class StreamWorker:
         self._producer: AIOKafkaProducer | None = None
         self._batch = new_batch()
         self._headers = [(STAGE_HEADER, stage.encode())]
+        self.health = metrics.Health(stage)
+        self.owned: set[TopicPartition] = set()
+        self._committed: dict[TopicPartition, int] = {}
+        self._lagged: set[int] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set; the batch under way is finished and committed first."""
@@ -198,10 +208,11 @@ class StreamWorker:
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
+            self.health.beat()
             batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
                 timeout_ms=500, max_records=self.kafka.batch_records
             )
-            await self._tick()
+            await self._tick(consumer)
             if not batch:
                 continue
             try:
@@ -216,17 +227,19 @@ class StreamWorker:
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
             try:
                 await consumer.commit(offsets)
+                self._committed.update(offsets)
             except (CommitFailedError, KafkaError) as exc:
                 # The partitions moved to another instance meanwhile: it handles them again, idempotently.
                 logger.warning("%s: commit of %s failed: %s", self.stage, _names(offsets), exc)
 
-    async def _tick(self) -> None:
+    async def _tick(self, consumer: AIOKafkaConsumer) -> None:
         """About once a second between batches: the ledger is read back as soon as partitions come (not
         only when a message does), then the worker's periodic work runs."""
         now = asyncio.get_running_loop().time()
         if now - self._last_tick < 1.0:
             return
         self._last_tick = now
+        self._note_lag(consumer)
         try:
             if self.ledger is not None and self.ledger.owned:
                 await self._ledger_current()
@@ -235,31 +248,63 @@ class StreamWorker:
         except Exception:  # tried again a second later; the stream goes on meanwhile
             logger.exception("%s: periodic work failed", self.stage)
 
+    def _note_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """The lag of each owned partition: its end as last fetched less what this worker committed
+        (partitions that went to another instance are no longer reported here)."""
+        for gone in self._lagged - {tp.partition for tp in self.owned}:
+            metrics.CONSUMER_LAG.remove(self.stage, self.source.name, str(gone))
+            self._lagged.discard(gone)
+        for tp in self.owned:
+            end = consumer.highwater(tp)
+            done = self._committed.get(tp)
+            if end is None or done is None:
+                continue
+            lag = metrics.CONSUMER_LAG.labels(self.stage, self.source.name, str(tp.partition))
+            lag.set(max(end - done, 0))
+            self._lagged.add(tp.partition)
+
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         if self.ledger is not None:
             await self._ledger_current()
         self._batch = new_batch()
         pending: list[asyncio.Future[Any]] = []
+        sent: list[Output] = []
         records = [record for part in batch.values() for record in part]
         if self._concurrency > 1:
             slots = asyncio.Semaphore(self._concurrency)
 
             async def one(record: Any) -> None:
                 async with slots:
-                    await self._handle_all([record], pending)
+                    await self._handle_all([record], pending, sent)
 
             await asyncio.gather(*(one(record) for record in records))
         else:
-            await self._handle_all(records, pending)
+            await self._handle_all(records, pending, sent)
         await self._acknowledged(pending)
+        self._count(sent)
         if self.ledger is not None:
             await self._checkpoint({tp.partition for tp in batch})
+
+    def _count(self, sent: Iterable[Output]) -> None:
+        """Counts acknowledged outputs (ledger records are not events: not counted)."""
+        for output in sent:
+            if output.event is not None:
+                metrics.published(self.stage, output.spec, output.key, output.event)
 
     async def _ledger_current(self) -> None:
         """Reads the ledger back if the owned partitions changed, then writes what the rebuild learned
         from the outputs' tails, as a batch closed by its checkpoint."""
         assert self.ledger is not None
-        for partition, heal in (await self.ledger.ensure_current()).items():
+        if not self.ledger.stale:
+            return
+        started = time.monotonic()
+        self.health.busy(True)
+        try:
+            heals = await self.ledger.ensure_current()
+        finally:
+            self.health.busy(False)
+        metrics.LEDGER_CATCHUP_SECONDS.labels(self.stage).observe(time.monotonic() - started)
+        for partition, heal in heals.items():
             batch = new_batch()
             sent = [
                 await self._send(Output(self.ledger.spec, "", json.dumps(fact).encode(), partition), batch)
@@ -295,13 +340,28 @@ class StreamWorker:
             for meta in results:
                 self.ledger.note_acked(meta.topic, meta.partition, meta.offset)
 
-    async def _handle_all(self, records: Iterable[Any], pending: list[asyncio.Future[Any]]) -> None:
+    async def _handle_all(
+        self, records: Iterable[Any], pending: list[asyncio.Future[Any]], sent: list[Output]
+    ) -> None:
+        received = metrics.MESSAGES_IN.labels(self.stage, self.source.name)
+        took = metrics.PROCESSING_SECONDS.labels(self.stage)
         for record in records:
+            received.inc()
             source = Source(
                 self.stage, record.topic, record.partition, record.offset, record.key, record.value
             )
-            for output in await self._handle_one(source):
+            started = time.perf_counter()
+            with logs.context(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                mailbox=record.key.decode(errors="replace") if record.key else None,
+            ):
+                outputs = await self._handle_one(source)
+            took.observe(time.perf_counter() - started)
+            for output in outputs:
                 pending.append(await self._send(output, self._batch))
+            sent.extend(outputs)
 
     async def _handle_one(self, source: Source) -> list[Output]:
         """The outputs of one message under the error policy: its handler's, or its dead letter."""
@@ -314,7 +374,7 @@ class StreamWorker:
         async def publish_dead(dead: DeadLetter) -> None:
             emitter.outputs.clear()
             key = dead.mailbox_id or dead.source_key or ""
-            emitter.outputs.append(Output(topics.DEAD_LETTERS, key, dead.to_bytes()))
+            emitter.outputs.append(Output(topics.DEAD_LETTERS, key, dead.to_bytes(), event=dead))
 
         def letter() -> LetterReceived | None:
             return self._letter_of(source) if self._letter_of is not None else None
@@ -346,6 +406,7 @@ class StreamWorker:
         except KafkaError as exc:
             where = output.spec.name
             raise PublishFailedError(f"the broker did not take an event for {where}: {exc}") from exc
+        self._count([output])
 
     async def _rewind(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
         """Forgets what was done since the last commit: the ledger is read back again and the consumer

@@ -19,6 +19,7 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from deploy.local.ports import free_port
 from runtime.settings import KafkaSettings
 from schemas import topics
 from schemas.events import Event, event_type_of, parse_event
@@ -114,6 +115,8 @@ class Pipeline:
         self._extra_env = dict(env or {})
         self._applied = False
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.metrics_ports: dict[str, int] = {}
+        """Where each process (by name) serves /metrics, /healthz and /readyz on 127.0.0.1."""
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
@@ -165,10 +168,16 @@ class Pipeline:
         for worker in workers:
             for copy in range(1, copies + 1):
                 name = worker if copy == 1 else f"{worker}.{copy}"
+                self.metrics_ports[name] = free_port()
+                env = {
+                    **self.env(),
+                    "MAILROOM_METRICS_HOST": "127.0.0.1",
+                    "MAILROOM_METRICS_PORT": str(self.metrics_ports[name]),
+                }
                 with self.log_path(name).open("ab") as log:
                     self._procs[name] = subprocess.Popen(
                         [sys.executable, "-m", "mailroom", worker],
-                        env=self.env(),
+                        env=env,
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,
