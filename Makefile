@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit lint bench bench-pipeline bench-restart bench-ingest contract clean
+.PHONY: setup demo test unit lint manifests bench bench-pipeline bench-restart bench-ingest contract clean
 
 setup: $(VENV)/.installed
 
@@ -23,10 +23,13 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests/unit
 
-lint: setup
+lint: setup manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+manifests: setup
+	$(PY) -m deploy.validate
 
 contract: setup
 	$(PY) -m schemas.contract

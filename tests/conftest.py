@@ -1,4 +1,5 @@
-"""Session-wide servers: Kafka (KAFKA_BOOTSTRAP_SERVERS, or a broker from the Maven jars), Dovecot, SMTP."""
+"""Session-wide servers: Kafka (KAFKA_BOOTSTRAP_SERVERS, or a broker from the Maven jars, or a container
+with MAILROOM_TEST_SERVERS=containers), Dovecot, SMTP."""
 
 from __future__ import annotations
 
@@ -7,17 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.local.kafka import KafkaBroker
+from deploy.local.containers import kafka_launcher
 
 pytest_plugins = ["tests.fixtures_mail"]
 
 
 @pytest.fixture(scope="session")
 def kafka_servers() -> Iterator[str]:
-    """A broker's bootstrap address: the one named by KAFKA_BOOTSTRAP_SERVERS as it is, else our own."""
+    """A broker's bootstrap address: the one named by KAFKA_BOOTSTRAP_SERVERS as it is, else our own
+    (local, or in a container with MAILROOM_TEST_SERVERS=containers)."""
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
         yield given
         return
-    with KafkaBroker() as broker:
+    with kafka_launcher()() as broker:
         yield broker.bootstrap_servers

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import pytest
 
+from deploy.local.containers import MailServer, dovecot_launcher
 from deploy.local.dovecot import Dovecot
 from deploy.local.smtp import SmtpRelay
 
@@ -20,9 +21,10 @@ class MailUser(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """The session's Dovecot: IMAP on dovecot.host:dovecot.imap_port, LMTP on dovecot.lmtp_port."""
-    with Dovecot() as server:
+def dovecot() -> Iterator[MailServer]:
+    """The session's Dovecot: IMAP on dovecot.host:dovecot.imap_port, LMTP on dovecot.lmtp_port (local, or in
+    a container with MAILROOM_TEST_SERVERS=containers)."""
+    with dovecot_launcher()() as server:
         yield server
 
 
