@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import schemas
 from schemas.contract import RELEASED_DIR, breaking_changes, json_schemas
 
 
@@ -68,3 +74,46 @@ def test_removed_renamed_newly_required_and_narrowed_fields_break() -> None:
     ]
     nested = _changed(**{"$defs__Who__properties__name": None})
     assert breaking_changes(BASE, nested) == ["who.name: removed"]
+
+
+def test_a_copy_of_the_contract_with_a_field_removed_from_a_public_event_fails_the_check(
+    tmp_path: Path,
+) -> None:
+    """The check above, run on a copy of `schemas/` whose CaseCreated lost a field."""
+    copy = tmp_path / "schemas"
+    shutil.copytree(Path(schemas.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    events = copy / "events.py"
+    source = events.read_text()
+    removed = '    priority: str = "normal"\n'
+    assert source.count(removed) == 1
+    events.write_text(source.replace(removed, ""))
+    check = (
+        "import json, sys\n"
+        "from schemas.contract import RELEASED_DIR, breaking_changes, json_schemas\n"
+        "today = json_schemas()\n"
+        "for path in sorted(RELEASED_DIR.glob('*/*.schema.json')):\n"
+        "    for change in breaking_changes(json.loads(path.read_text()), json.loads(today[path.name])):\n"
+        "        print(path.name, change)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["CaseCreated.schema.json priority: removed"]
+    # And the unmodified contract passes the same check.
+    shutil.rmtree(copy)
+    shutil.copytree(Path(schemas.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    again = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (again.returncode, again.stdout) == (0, "")
