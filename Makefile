@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
 demo: setup
 	$(PY) -m deploy.local.demo
 
+# The demo kept running, for a person to click through the web admin it prints; Ctrl-C stops everything.
+demo-keep: setup
+	$(PY) -m deploy.local.demo --keep
+
 test: setup
 	$(PY) -m pytest
 

@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     _config_parser(sub)
     _dead_letters_parser(sub)
     _audit_parser(sub)
+    # Listed for --help only: `main` hands `admin ...` to the web admin's own parser (admin/cli.py).
+    sub.add_parser("admin", help="serve the web admin, or add its users (mailroom admin --help)")
     replay = sub.add_parser("replay", help="rewind stopped stream workers to the start of their input topics")
     replay.add_argument("workers", nargs="*", default=["matcher", "converter", "responder"])
     return parser
@@ -226,6 +228,11 @@ def _who(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["admin"]:  # the web admin (`mailroom admin --help`): its own settings and commands
+        from admin.cli import main as admin_main
+
+        return admin_main(given[1:])
     args = _parser().parse_args(argv)
     try:
         settings = WorkerSettings()

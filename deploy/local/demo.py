@@ -1,7 +1,9 @@
-"""The demo: local Kafka, Dovecot and SMTP; the four workers as separate processes; a few sample letters
-APPENDed to two system mailboxes; then the leads, cases, replies and decisions that came out.
+"""The demo: local Kafka, Dovecot and SMTP; the four workers and the web admin as separate processes; a few
+sample letters APPENDed to two system mailboxes; then the leads, cases, replies and decisions that came out.
 
-    python -m deploy.local.demo        (or: make demo)
+    python -m deploy.local.demo          (or: make demo)        prints the report, then stops everything
+    python -m deploy.local.demo --keep   (or: make demo-keep)   keeps everything running for a person to
+                                                                click through the web admin, until Ctrl-C
 
 Uses the broker named by KAFKA_BOOTSTRAP_SERVERS when set, else starts one from the Maven jars.
 """
@@ -12,8 +14,12 @@ import email
 import logging
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
+import urllib.request
 from contextlib import ExitStack
 from email import policy
 from email.message import EmailMessage
@@ -25,6 +31,7 @@ from deploy.local.dovecot import Dovecot
 from deploy.local.kafka import KafkaBroker
 from deploy.local.mailbox import append_message, wait_for_messages
 from deploy.local.pipeline import Pipeline, TopicReader, local_mailbox, wait_until
+from deploy.local.ports import free_port
 from deploy.local.smtp import SmtpRelay
 from schemas import topics
 from schemas.events import (
@@ -40,6 +47,8 @@ from schemas.events import (
 )
 
 PASSWORD = "demo-password"
+ADMIN_USER, ADMIN_PASSWORD = "admin", "mailroom-demo"
+"""The web admin's demo user: admin of organization acme (and viewer of globex)."""
 SUPPORT, SALES = "support@acme.test", "sales@acme.test"
 ANN, BOB = "ann.lee@customer.test", "bob@customer.test"
 
@@ -180,7 +189,57 @@ def _report(reader: TopicReader, dovecot: Dovecot) -> None:
         _say(f"  {dead.stage}: {dead.reason} ({len(dead.original)} original bytes kept)")
 
 
-def main() -> int:
+def _admin_port() -> int:
+    """MAILROOM_ADMIN_PORT, else 8080 when it is free, else any free port."""
+    if os.environ.get("MAILROOM_ADMIN_PORT"):
+        return int(os.environ["MAILROOM_ADMIN_PORT"])
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8080))
+        except OSError:
+            return free_port()
+    return 8080
+
+
+def _start_admin(pipeline: Pipeline, workdir: Path) -> str:
+    """Starts `mailroom admin` like the workers, with the demo user; returns its address once it answers."""
+    from admin.users import add_user, save_users
+
+    users: dict[str, Any] = {}
+    add_user(users, ADMIN_USER, ADMIN_PASSWORD, "acme", "admin")
+    add_user(users, ADMIN_USER, None, "globex", "viewer")
+    save_users(workdir / "admin-users.yaml", users)
+    port = _admin_port()
+    pipeline.env_override("MAILROOM_ADMIN_USERS", str(workdir / "admin-users.yaml"))
+    pipeline.env_override("MAILROOM_ADMIN_PORT", str(port))
+    pipeline.start(["admin"])
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until("the web admin", answers, 60)
+    return url
+
+
+def _keep_running(url: str) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _say(f"\nThe demo keeps running. Web admin: {url}/ (user {ADMIN_USER}, password {ADMIN_PASSWORD})")
+    _say("Press Ctrl-C to stop everything.")
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep = "--keep" in (sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     workdir = Path(tempfile.mkdtemp(prefix="mailroom-demo-"))
     with ExitStack() as stack:
@@ -197,8 +256,10 @@ def main() -> int:
         pipeline = stack.enter_context(
             Pipeline(_config(dovecot.imap_port, relay.port), servers, workdir, namespace=f"demo{os.getpid()}")
         )
-        _say(f"starting ingest, matcher, converter, responder (logs in {workdir}) ...")
+        _say(f"starting ingest, matcher, converter, responder and the web admin (logs in {workdir}) ...")
         pipeline.start()
+        url = _start_admin(pipeline, workdir)
+        _say(f"web admin: {url}/ (user {ADMIN_USER}, password {ADMIN_PASSWORD})")
         reader = TopicReader(pipeline.kafka)
         stack.callback(reader.close)
         for mailbox, raw, what in _samples():
@@ -220,6 +281,10 @@ def main() -> int:
         failed = reader.events(topics.REPLY_OUTCOMES, ReplyFailed)
         if failed:
             _say(f"\n{len(failed)} replies failed: {[f.reason for f in failed]}")
+        if keep:
+            _keep_running(url)
+        else:
+            _say(f"\nweb admin was at {url}/ (`make demo-keep` keeps the demo running to click through it)")
         _say("\nstopping everything ...")
     return 0
 

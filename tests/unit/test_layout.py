@@ -4,7 +4,8 @@
   pydantic alone of the third-party packages.
 - `runtime/` is how any worker runs: it imports `schemas/` and itself, never a worker or a way in.
 - A worker imports `schemas/`, `runtime/` and itself, never another worker.
-- `mailroom/` (the command line) may use a worker's pure modules, never its I/O edge.
+- `mailroom/` (the command line) and `admin/` (the web admin) may use a worker's pure modules, never its I/O
+  edge; nothing but the entry (`mailroom/cli.py`) imports `admin/`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = ("ingest", "matcher", "converter", "responder")
-OURS = ("schemas", "runtime", "mailroom", "deploy", *WORKERS)
+OURS = ("schemas", "runtime", "mailroom", "admin", "deploy", *WORKERS)
 IO_EDGES = {"app", "imap", "smtp", "kafka", "delivery"}
 """Modules of a worker that talk to servers: only the worker itself uses them. (The command line starts a
 worker through its entry, `<worker>.main` or the stream worker `create_worker` it looks up by name.)"""
@@ -44,7 +45,7 @@ def _ours(names: set[str]) -> set[str]:
     return {name for name in names if name.split(".")[0] in OURS}
 
 
-@pytest.mark.parametrize("package", ["schemas", "runtime", *WORKERS, "mailroom"])
+@pytest.mark.parametrize("package", ["schemas", "runtime", *WORKERS, "mailroom", "admin"])
 def test_the_package_has_modules(package: str) -> None:
     assert _modules(package), package
 
@@ -68,14 +69,24 @@ def test_a_worker_imports_no_other_worker(worker: str) -> None:
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
-def test_the_command_line_uses_no_io_edge_of_a_worker() -> None:
-    for path in _modules("mailroom"):
+@pytest.mark.parametrize("way_in", ["mailroom", "admin"])
+def test_a_way_in_uses_no_io_edge_of_a_worker(way_in: str) -> None:
+    for path in _modules(way_in):
         edges = {
             name
             for name in _imports(path)
             if name.split(".")[0] in WORKERS and len(name.split(".")) > 1 and name.split(".")[1] in IO_EDGES
         }
         assert not edges, f"{path.relative_to(ROOT)} imports {sorted(edges)}"
+
+
+def test_only_the_entry_imports_the_web_admin() -> None:
+    for package in ("schemas", "runtime", *WORKERS, "mailroom"):
+        for path in _modules(package):
+            if path == ROOT / "mailroom" / "cli.py":
+                continue
+            found = {n for n in _imports(path) if n.split(".")[0] == "admin"}
+            assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
 
 
 def test_importing_the_contract_loads_pydantic_alone() -> None:
