@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from deploy.local.dovecot import _CONFIG, _NO_IMAPS, _NO_TLS, Dovecot, DovecotError
 from deploy.local.kafka import KafkaBroker, KafkaStartError
@@ -159,7 +159,30 @@ def dovecot_launcher(environ: Mapping[str, str] = os.environ) -> Callable[[], Ma
     return Dovecot
 
 
-class KafkaContainerBroker:
+class _Started:
+    """A server in one container: started on entering, stopped (and removed) on leaving."""
+
+    _container: Any
+
+    def start(self, timeout: float = 120.0) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            container.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class KafkaContainerBroker(_Started):
     """A single-node KRaft broker in a container: `with KafkaContainerBroker() as k: k.bootstrap_servers`."""
 
     def __init__(self, image: str = KAFKA_IMAGE) -> None:
@@ -193,20 +216,6 @@ class KafkaContainerBroker:
             raise
         logger.info("Kafka container %s ready on %s", self.image, self.bootstrap_servers)
 
-    def stop(self) -> None:
-        container, self._container = self._container, None
-        if container is not None:
-            container.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 def _dovecot_config() -> str:
     """The local launcher's configuration (deploy.local.dovecot), listening on every address of the
@@ -222,7 +231,7 @@ def _dovecot_config() -> str:
     return config.replace("127.0.0.1", "*")
 
 
-class DovecotContainer:
+class DovecotContainer(_Started):
     """Dovecot in a container, used as deploy.local.dovecot.Dovecot is: `host`, `imap_port`, `lmtp_port`,
     `add_user`; no TLS (`imaps_port` 0)."""
 
@@ -298,17 +307,3 @@ class DovecotContainer:
         except Exception as exc:  # a container that is gone: its output above is what there is
             text.append(f"(dovecot.log unreadable: {exc})")
         return "\n".join(text)
-
-    def stop(self) -> None:
-        container, self._container = self._container, None
-        if container is not None:
-            container.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
