@@ -91,7 +91,11 @@ def test_metrics_count_the_letters_and_readiness_follows_the_broker_down_and_bac
         rules=[ACK],
     )
     pipeline = Pipeline(
-        {"mailboxes": [box]}, broker.bootstrap_servers, workdir, namespace=f"o{secrets.token_hex(4)}"
+        {"mailboxes": [box]},
+        broker.bootstrap_servers,
+        workdir,
+        namespace=f"o{secrets.token_hex(4)}",
+        env={"MAILROOM_LOG_FORMAT": "json"},
     )
     try:
         pipeline.start()
@@ -146,6 +150,15 @@ def test_metrics_count_the_letters_and_readiness_follows_the_broker_down_and_bac
                 )
             ),
         )
+
+        # JSON logs: the matcher's line about each letter says where it came from and which letter it is.
+        lines = [json.loads(line) for line in pipeline.log("matcher").splitlines() if line.startswith("{")]
+        about = [line for line in lines if line["logger"] == "matcher.app" and "message_id" in line]
+        assert len(about) == 3, pipeline.log("matcher")[-2000:]
+        for line in about:
+            assert line["topic"].endswith(received) and line["mailbox"] == "desk"
+            assert isinstance(line["partition"], int) and isinstance(line["offset"], int)
+            assert line["message_id"] in line["message"] and line["level"] == "INFO"
 
         broker.stop(remove=False)
         for worker in WORKERS:
