@@ -1,5 +1,5 @@
 """Pure: what every worker needs of the email package: a letter's bytes repaired before they are parsed,
-and `policy.default` made fast for mailroom's volumes.
+`policy.default` made fast for mailroom's volumes, and a plain header block read without the parser.
 
 The standard header registry builds a new class for every header it parses or sets (a `type(...)` call in
 `HeaderRegistry.__getitem__`); composing one reply set a dozen headers and paid for a dozen classes.
@@ -13,7 +13,7 @@ import re
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 
-__all__ = ["POLICY", "SMTPUTF8_POLICY", "SMTP_POLICY"]
+__all__ = ["POLICY", "SMTPUTF8_POLICY", "SMTP_POLICY", "plain_header_block"]
 
 
 class _CachedRegistry(HeaderRegistry):
@@ -65,3 +65,46 @@ def repaired(raw: bytes) -> bytes:
     while lines and (_HEADER_LINE.match(lines[-1]) or lines[-1].startswith(_CONTINUATION)):
         start -= len(lines.pop()) + 1
     return raw[start:]
+
+
+_PLAIN_HEAD = re.compile(rb"[\t\r\n -~]*")
+_FIELD = re.compile(r"[!-9;-~]+:")
+
+
+def plain_header_block(raw: bytes) -> tuple[list[tuple[str, str]], int] | None:
+    """The header fields of repaired bytes as the email parser stores them (name as written, value
+    unfolded as `header_source_parse` leaves it), and where the body starts; None unless the block is
+    plain: printable ASCII, CRLF or LF line ends, every line a field or a continuation, ended by a blank
+    line. Anything else (8-bit bytes, bare CRs, a `From ` line, a line the parser would take for the body)
+    is left to the parser, whose defects and recoveries this does not imitate."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    if not ends:
+        return None
+    blank = min(ends)  # the line end of the last field, then the blank line
+    head_end = blank - 1 if blank and raw[blank - 1] == 0x0D else blank
+    if head_end <= 0:
+        return None
+    head = raw[:head_end]
+    if not _PLAIN_HEAD.fullmatch(head) or head.count(b"\r") != head.count(b"\r\n"):
+        return None
+    fields: list[tuple[str, str]] = []
+    lines: list[str] = []
+    for line in head.decode("ascii").split("\n"):
+        if line[:1] in (" ", "\t"):
+            if not lines:
+                return None
+            lines.append(line + "\n")
+            continue
+        if not _FIELD.match(line):
+            return None
+        if lines:
+            fields.append(_field(lines))
+        lines = [line + "\n"]
+    fields.append(_field(lines))
+    return fields, blank + (2 if raw[blank + 1] == 0x0A else 3)
+
+
+def _field(lines: list[str]) -> tuple[str, str]:
+    name, value = lines[0].split(":", 1)
+    value = value.lstrip(" \t") + "".join(lines[1:])
+    return name, value.rstrip("\r\n")
