@@ -5,6 +5,8 @@ text: the `policy.default` header registry parses a Content-Type again each time
 type (dozens of times per letter), which made this the matcher's costliest step. Header values are kept
 as the letter has them (white space folded); `matcher/view.py` decodes RFC 2047 words where a condition
 reads them.
+Bodies are therefore found here rather than by `EmailMessage.get_body`, whose attachment test expects a
+`policy.default` Content-Disposition object and fails on compat32's text.
 
 The email parser itself (a Python loop over every line) is the rest of that cost: a letter of the shapes
 mail programs send (plain ASCII header blocks; one text part, or a multipart/alternative or mixed of
@@ -94,15 +96,39 @@ def _header_text(value: object, charset: str | None) -> str:
     return " ".join(unmangle(str(value), charset).split())
 
 
-def _body(msg: EmailMessage, subtype: str, defects: list[str]) -> str | None:
+def _body(msg: Message, subtype: str, defects: list[str]) -> str | None:
     try:
-        part = msg.get_body(preferencelist=(subtype,))
+        part = _find_body(msg, f"text/{subtype}")
     except Exception as exc:
         defects.append(f"BrokenStructure:{type(exc).__name__}")
         return None
-    if part is None or part.get_content_type() != f"text/{subtype}":
+    return None if part is None else _text(part, defects)
+
+
+def _find_body(part: Message, wanted: str) -> Message | None:
+    """`get_body(preferencelist=(subtype,))`: the first `wanted` part, walking as `EmailMessage` does:
+    attachments are skipped, and a multipart/related is read through its start part only."""
+    if _is_attached(part):
         return None
-    return _text(part, defects)
+    ctype = part.get_content_type()
+    if ctype.startswith("text/"):
+        return part if ctype == wanted else None
+    if not ctype.startswith("multipart/") or not part.is_multipart():
+        return None
+    payload = part.get_payload()
+    subparts = [sub for sub in payload if isinstance(sub, Message)] if isinstance(payload, list) else []
+    if ctype != "multipart/related":
+        return next((found for sub in subparts if (found := _find_body(sub, wanted)) is not None), None)
+    start = part.get_param("start")
+    candidate = next((sub for sub in subparts if sub["content-id"] == start), None) if start else None
+    if candidate is None and subparts:
+        candidate = subparts[0]
+    return None if candidate is None else _find_body(candidate, wanted)
+
+
+def _is_attached(part: Message) -> bool:
+    """`is_attachment`: the Content-Disposition's value (case aside, parameters aside) is `attachment`."""
+    return part.get_content_disposition() == "attachment"
 
 
 def _text(part: Message, defects: list[str]) -> str | None:
@@ -116,16 +142,15 @@ def _text(part: Message, defects: list[str]) -> str | None:
     return text
 
 
-def _has_attachments(msg: EmailMessage, defects: list[str]) -> bool:
+def _has_attachments(msg: Message, defects: list[str]) -> bool:
     """What a reader calls an attachment: a part (or the whole letter) marked `attachment`, or a named
     part marked nothing that is not a resource of the html (an inline image has a Content-ID)."""
     try:
         for part in msg.walk():
-            disposition = part.get_content_disposition()
-            if disposition == "attachment":
+            if _is_attached(part):
                 return True
             if (
-                disposition is None
+                part.get_content_disposition() is None
                 and not part.is_multipart()
                 and part.get_filename()
                 and part.get("content-id") is None
@@ -151,11 +176,6 @@ _BOUNDARY_LINE = re.compile(rb"(--)?[ \t]*\r?(?=\n|\Z)")
 
 class _NotPlain(Exception):
     """The letter is not of a shape the fast path reads: the reference reads it."""
-
-
-class _Broken(Exception):
-    """Where the reference's `get_body` fails (a compat32 Content-Disposition is text, not a header
-    object with `content_disposition`)."""
 
 
 @dataclass(frozen=True)
@@ -266,12 +286,8 @@ def _subpart(segment: bytes) -> _Part:
 
 
 def _plain_body(top: _Part, parts: list[_Part], subtype: str, defects: list[str]) -> str | None:
-    """`_body` on the parts: the first text/`subtype` part in the order `get_body` walks them."""
-    try:
-        found = _find(top, parts, f"text/{subtype}")
-    except _Broken:
-        defects.append("BrokenStructure:AttributeError")
-        return None
+    """`_body` on the parts: the first text/`subtype` part in the order `_find_body` walks them."""
+    found = _find(top, parts, f"text/{subtype}")
     if found is None:
         return None
     text, as_named = decode_text(_payload(found), _charset(found))
@@ -281,12 +297,13 @@ def _plain_body(top: _Part, parts: list[_Part], subtype: str, defects: list[str]
 
 
 def _find(top: _Part, parts: list[_Part], wanted: str) -> _Part | None:
-    for part in (top, *parts):
-        if part.first("content-disposition") is not None:
-            raise _Broken
-        if part.content_type == wanted:
-            return part
-    return None
+    """`_find_body` on a plain letter: one part, or the single parts of a multipart/alternative or mixed
+    in order; attachments are skipped."""
+    if _attached(top):
+        return None
+    if not top.content_type.startswith("multipart/"):
+        return top if top.content_type == wanted else None
+    return next((part for part in parts if part.content_type == wanted and not _attached(part)), None)
 
 
 def _payload(part: _Part) -> bytes:
@@ -310,11 +327,16 @@ def _charset(part: _Part) -> str | None:
     return None if charset is None else charset.lower()
 
 
+def _attached(part: _Part) -> bool:
+    """`_is_attached`: the first Content-Disposition's value before any parameter, case aside."""
+    disposition = part.first("content-disposition")
+    return disposition is not None and disposition.partition(";")[0].strip().lower() == "attachment"
+
+
 def _is_attachment(part: _Part) -> bool:
     """`_has_attachments`' test of one part."""
-    disposition = part.first("content-disposition")
-    if disposition is not None:
-        return disposition.partition(";")[0].strip().lower() == "attachment"
+    if part.first("content-disposition") is not None:
+        return _attached(part)
     if part.content_type.startswith("multipart/") or part.first("content-id") is not None:
         return False
     name = part.params.get("name")
