@@ -242,12 +242,15 @@ def _folded(name: str, words: Iterable[_Word], ids: bool = False) -> str | None:
     first = True
     for encode, text in words:
         if not encode:
-            limit = _MAX_ID_LINE if ids else _MAX_LINE
             if len(line) + 1 + len(text) <= _MAX_LINE:
                 line += " " + text
-            elif first and ids and len(line) + 1 + len(text) <= limit:
+            elif ids and _MAX_LINE < 1 + len(text) <= _MAX_ID_LINE:
+                # An id longer than a line: on the name's line when first, else on a line of its own.
+                if not first:
+                    lines.append(line)
+                    line = ""
                 line += " " + text
-            elif first or 1 + len(text) > limit:
+            elif first or 1 + len(text) > _MAX_LINE:
                 return None
             else:
                 lines.append(line)

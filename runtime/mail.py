@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from email import policy
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.policy import Policy
+from typing import Any, cast
 
 __all__ = ["POLICY", "SMTPUTF8_POLICY", "SMTP_POLICY", "plain_header_block"]
 
@@ -29,7 +31,32 @@ class _CachedRegistry(HeaderRegistry):
         return made
 
 
+class _MessageIds(UnstructuredHeader):
+    """In-Reply-To and References as the standard registry reads them, folded so that a message id longer
+    than a line stays as written on a line of its own (up to RFC 5322's 998 characters): the standard
+    folding writes such an id (Outlook's often are) as encoded-words, which a receiver cannot match
+    against the letter's Message-ID, and the thread breaks. Shorter ids fold exactly as before."""
+
+    name: str  # BaseHeader's: the registry makes the class with BaseHeader as its second base
+
+    def fold(self, *, policy: Policy) -> str:
+        ids = str(self).split()
+        width = policy.max_line_length or 78
+        if all(len(i) < width for i in ids) or any(len(i) > 996 or not i.isascii() for i in ids):
+            return str(BaseHeader.fold(cast(Any, self), policy=policy))
+        lines = [f"{self.name}:"]
+        for i in ids:
+            long_first = len(i) >= width and lines == [f"{self.name}:"]
+            if long_first or len(lines[-1]) + 1 + len(i) <= width:
+                lines[-1] += " " + i  # it fits, or a long first id stays on the name's line
+            else:
+                lines.append(" " + i)
+        return policy.linesep.join(lines) + policy.linesep
+
+
 _REGISTRY = _CachedRegistry()
+for _name in ("in-reply-to", "references"):
+    _REGISTRY.map_to_type(_name, cast("type[BaseHeader]", _MessageIds))
 
 POLICY = policy.default.clone(header_factory=_REGISTRY)
 """`policy.default`, its header classes made once."""

@@ -8,6 +8,7 @@ import email
 import re
 from datetime import datetime, timedelta, timezone
 from email import policy
+from email.errors import HeaderParseError
 from email.message import EmailMessage, Message
 from typing import Any
 
@@ -182,7 +183,15 @@ def _assert_same_message(fast: bytes, slow: bytes, arguments: dict[str, Any]) ->
     _assert_well_formed(fast)
     fast_message, slow_message = _parse(fast), _parse(slow)
     assert _defects(fast_message) == []
-    fast_parts, slow_parts = _parts(fast_message), _parts(slow_message)
+    fast_parts = _parts(fast_message)
+    try:
+        slow_parts = _parts(slow_message)
+    except (IndexError, HeaderParseError):
+        # The email package cannot read back a header it wrote (a display name it folded inside an
+        # obsolete local part, say): the direct bytes must say what was meant.
+        for name, intended in _intended(arguments).items():
+            assert _said(fast_message, name) == intended
+        return
     for name, intended in _intended(arguments).items():
         if _said(fast_message, name) != _said(slow_message, name):
             # The email package can split an encoded-word inside a word of a display name (and reads its
@@ -412,6 +421,19 @@ def test_a_message_id_longer_than_a_line_is_written_as_it_is_on_a_line_of_its_ow
     assert parsed["In-Reply-To"] == f"<{long_id}>"
     assert parsed["References"].split() == ["<first@x.example>", f"<{long_id}>"]
     assert max(len(line) for line in lines) <= 998
+
+
+def test_the_email_packages_path_keeps_a_long_message_id_as_written_too() -> None:
+    long_id = "B" * 40 + "@" + "outlook.example" * 3
+    short = "s" * 60 + "@x.example"
+    data = _slow(_arguments(in_reply_to=long_id, references=(short, long_id, "last@x.example")))
+    head = data.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert b"=?" not in b"".join(head)
+    assert f"In-Reply-To: <{long_id}>".encode() in head
+    at = head.index(b"References:")
+    assert head[at + 1 : at + 4] == [f" <{short}>".encode(), f" <{long_id}>".encode(), b" <last@x.example>"]
+    parsed = _parse(data)
+    assert parsed["References"].split() == [f"<{short}>", f"<{long_id}>", "<last@x.example>"]
 
 
 def test_outgoing_sends_the_bytes_written_directly_for_a_common_reply() -> None:
