@@ -113,10 +113,13 @@ def test_metrics_count_the_letters_and_readiness_follows_the_broker_down_and_bac
                 append_message(dovecot.host, dovecot.imap_port, desk.address, desk.password, raw)
 
         send(3, "first")
-        _wait(
+        _wait(  # (converter and responder each take the matcher's outputs: either may finish first)
             pipeline,
-            "3 replies counted",
-            lambda: _metric(pipeline, "responder", "mailroom_replies_total", outcome="sent") >= 3,
+            "3 replies and 3 cases counted",
+            lambda: (
+                _metric(pipeline, "responder", "mailroom_replies_total", outcome="sent") >= 3
+                and _metric(pipeline, "converter", "mailroom_records_created_total", kind="case") >= 3
+            ),
         )
         received = topics.LETTERS_RECEIVED.name
         assert _metric(pipeline, "ingest", "mailroom_messages_in_total", stage="ingest", topic="imap") == 3
