@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
-from deploy.local.dovecot import _CONFIG, _NO_IMAPS, _NO_TLS, Dovecot, DovecotError
+from deploy.local.dovecot import _CONFIG, _NO_IMAPS, _NO_TLS, Dovecot, DovecotError, imap_greets
 from deploy.local.kafka import KafkaBroker, KafkaStartError
 
 if TYPE_CHECKING:
@@ -272,13 +271,9 @@ class DovecotContainer(_Started):
             container.reload()
             if container.status in ("exited", "dead"):
                 raise DovecotError(f"the Dovecot container stopped at start:\n{self.log_tail()}")
-            try:
-                # Docker's port proxy accepts at once and closes until Dovecot listens: wait for "* OK".
-                with socket.create_connection((self.host, self.imap_port), timeout=2.0) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                pass
+            # Docker's port proxy accepts at once and closes until Dovecot listens: wait for "* OK".
+            if imap_greets(self.host, self.imap_port):
+                return
             if time.monotonic() > deadline:
                 raise DovecotError(f"Dovecot in its container gave no IMAP greeting within {timeout} s")
             time.sleep(0.5)

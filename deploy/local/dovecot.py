@@ -17,7 +17,7 @@ from types import TracebackType
 
 from deploy.local.ports import free_port
 
-__all__ = ["Dovecot", "DovecotError"]
+__all__ = ["Dovecot", "DovecotError", "imap_greets"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,16 @@ _IMAPS = """\
     address = 127.0.0.1
     port = {port}
   }}"""
+
+
+def imap_greets(host: str, port: int) -> bool:
+    """Whether an IMAP server on host:port answers with its "* OK" greeting now (a port that accepts and
+    closes, as a proxy does before the server listens, does not)."""
+    try:
+        with socket.create_connection((host, port), timeout=2.0) as sock:
+            return sock.recv(256).startswith(b"* OK")
+    except OSError:
+        return False
 
 
 class DovecotError(RuntimeError):
@@ -312,12 +322,8 @@ class Dovecot:
                 raise DovecotError(
                     f"dovecot exited with code {self._process.returncode} at start:\n{self.log_tail()}"
                 )
-            try:
-                with socket.create_connection((self.host, self.imap_port), timeout=2.0) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                pass
+            if imap_greets(self.host, self.imap_port):
+                return
             if time.monotonic() > deadline:
                 raise DovecotError(f"dovecot gave no IMAP greeting within {timeout} s:\n{self.log_tail()}")
             time.sleep(0.1)
