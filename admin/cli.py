@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import secrets
 import sys
@@ -109,9 +108,7 @@ def _serve(
     from admin.web import Admin
 
     logs.configure(settings.log_level, settings.log_format)
-    # The Kafka client logs each failed try to reach the broker; the admin says it once, itself.
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL if settings.log_level.upper() != "DEBUG" else 0)
+    logs.quiet_kafka()
     key = session_key(admin_settings.secret_file or settings.data_dir / "admin-secret")
     try:
         store = KafkaStore(settings.kafka)

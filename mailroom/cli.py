@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,7 +190,7 @@ def _current_config(settings: WorkerSettings) -> MailroomConfig:
 
         from runtime.configfeed import read_state
 
-        _quiet_kafka()
+        logs.quiet_kafka()
         try:
             state = read_state(settings.kafka, timeout=15.0)
         except (KafkaError, TimeoutError) as exc:
@@ -211,12 +210,6 @@ def _current_config(settings: WorkerSettings) -> MailroomConfig:
                     "the configuration topic is empty: publish one with `mailroom config apply -f FILE`"
                 )
     return _load_config(settings)
-
-
-def _quiet_kafka() -> None:
-    """The Kafka client logs each failed try to reach the broker; a command says it once, itself."""
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -328,7 +321,7 @@ def _dead_letters(args: argparse.Namespace, settings: WorkerSettings) -> int:
 
     from mailroom import deadletters
 
-    _quiet_kafka()
+    logs.quiet_kafka()
     try:
         found = deadletters.read_dead_letters(settings.kafka)
         if args.action == "list":
@@ -387,7 +380,7 @@ def _audit(args: argparse.Namespace, settings: WorkerSettings) -> int:
 
     from mailroom import audit
 
-    _quiet_kafka()
+    logs.quiet_kafka()
     try:
         since, until = (audit.moment(t) if t else None for t in (args.since, args.until))
     except ValueError as exc:
@@ -435,7 +428,7 @@ def _config(args: argparse.Namespace, settings: WorkerSettings) -> int:
     from mailroom import configuration
     from runtime.configfeed import read_state
 
-    _quiet_kafka()
+    logs.quiet_kafka()
     try:
         if args.action == "save":
             state = read_state(settings.kafka)
@@ -537,7 +530,7 @@ def _mailboxes(args: argparse.Namespace, settings: WorkerSettings, config: Mailr
     from runtime.snapshot import read_topic
     from schemas.topics import INGEST_HEALTH
 
-    _quiet_kafka()
+    logs.quiet_kafka()
     try:
         records = [
             (r.key, r.value) for r in read_topic(settings.kafka, INGEST_HEALTH, args.timeout, tombstones=True)

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["JsonFormatter", "configure", "context", "current", "note"]
+__all__ = ["JsonFormatter", "configure", "context", "current", "note", "quiet_kafka"]
 
 _CONTEXT: ContextVar[dict[str, Any]] = ContextVar("mailroom_log_context", default={})  # noqa: B039  # never mutated
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -72,3 +72,11 @@ def configure(level: str, format: Literal["text", "json"] = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def quiet_kafka() -> None:
+    """For commands and the admin, which say once themselves that the broker cannot be reached: the Kafka
+    clients, which log each failed try, say only what is critical (unless the level is DEBUG)."""
+    if logging.getLogger().level > logging.DEBUG:
+        for noisy in ("kafka", "aiokafka"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
