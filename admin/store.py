@@ -14,13 +14,13 @@ import time
 from datetime import datetime
 from typing import Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from mailroom import configuration, deadletters
 from mailroom.admin import create_topics
 from mailroom.configuration import Change
 from mailroom.mailboxes import latest_health
-from runtime.configfeed import ConfigState
+from runtime.configfeed import ConfigState, fold_records, follower
 from runtime.settings import KafkaSettings
 from runtime.snapshot import read_topic
 from schemas import topics
@@ -94,23 +94,17 @@ class KafkaStore:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
-        name = kafka.topic(topics.CONFIG)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id="mailroom-admin",
-            max_partition_fetch_bytes=kafka.max_message_bytes,
-        )
-        if not self._consumer.partitions_for_topic(name):
+        self._consumer, self._parts = follower(kafka, "mailroom-admin")
+        if not self._parts:  # a new pipeline: its topics are made, as `mailroom topics` makes them
+            self._consumer.close()
             create_topics(kafka)
             deadline = time.monotonic() + timeout
-            while not self._consumer.partitions_for_topic(name) and time.monotonic() < deadline:
+            while True:
+                self._consumer, self._parts = follower(kafka, "mailroom-admin")
+                if self._parts or time.monotonic() > deadline:
+                    break
+                self._consumer.close()
                 time.sleep(0.2)
-        found = self._consumer.partitions_for_topic(name) or ()
-        self._parts = [TopicPartition(name, p) for p in sorted(found)]
-        self._consumer.assign(self._parts)
-        self._consumer.seek_to_beginning(*self._parts)
         self._thread = threading.Thread(target=self._follow, name="configuration topic", daemon=True)
         self._thread.start()
         self._wait_caught_up()
@@ -121,12 +115,7 @@ class KafkaStore:
                 batches = self._consumer.poll(timeout_ms=300)
                 with self._lock:
                     for records in batches.values():
-                        for record in records:
-                            key = record.key.decode() if record.key is not None else ""
-                            try:
-                                self._state.fold(key, record.value)
-                            except EventError as exc:
-                                logger.error("configuration record %s skipped: %s", key, exc)
+                        fold_records(self._state, records)
                     self._positions = {tp: self._consumer.position(tp) for tp in self._parts}
                 self._ready.set()
         except Exception:

@@ -91,13 +91,15 @@ class ConfigState:
         return {box_id: v.created_at for box_id, v in self.mailboxes.items()}
 
 
-def _consumer(kafka: KafkaSettings) -> tuple[KafkaConsumer, list[TopicPartition]]:
-    """The follower's consumer: every partition of the topic, from its start."""
+def follower(
+    kafka: KafkaSettings, client_id: str = "mailroom-config"
+) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """A consumer of the configuration topic outside any group: every partition, from its start."""
     consumer = KafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
-        client_id="mailroom-config",
+        client_id=client_id,
         max_partition_fetch_bytes=kafka.max_message_bytes,
         fetch_max_bytes=max(kafka.max_message_bytes, 50 * 1024 * 1024),
     )
@@ -108,7 +110,9 @@ def _consumer(kafka: KafkaSettings) -> tuple[KafkaConsumer, list[TopicPartition]
     return consumer, parts
 
 
-def _fold_records(state: ConfigState, records: Iterable[Any]) -> int:
+def fold_records(state: ConfigState, records: Iterable[Any]) -> int:
+    """Folds configuration records into `state`; one that cannot be read is logged and skipped. Returns
+    how many were folded."""
     folded = 0
     for record in records:
         key = record.key.decode() if record.key is not None else ""
@@ -124,7 +128,7 @@ def _fold_records(state: ConfigState, records: Iterable[Any]) -> int:
 def read_state(kafka: KafkaSettings, timeout: float = 60.0) -> ConfigState:
     """The configuration topic as it is now (empty when the topic does not exist)."""
     state = ConfigState()
-    _fold_records(state, read_topic(kafka, topics.CONFIG, timeout, tombstones=True))
+    fold_records(state, read_topic(kafka, topics.CONFIG, timeout, tombstones=True))
     return state
 
 
@@ -228,10 +232,10 @@ def start_live(
     valid configuration."""
     if source == "file":
         return _from_file(path, validate, reload_seconds)
-    consumer, parts = _consumer(kafka)
+    consumer, parts = follower(kafka)
     state = ConfigState()
     try:
-        _fold_records(state, read_to_end(consumer, parts, 60.0, kafka.topic(topics.CONFIG)))
+        fold_records(state, read_to_end(consumer, parts, 60.0, kafka.topic(topics.CONFIG)))
     except BaseException:
         consumer.close()
         raise
@@ -247,7 +251,7 @@ def start_live(
                 while not live.stopping.is_set():
                     batches = consumer.poll(timeout_ms=500)
                     for records in batches.values():
-                        pending |= _fold_records(state, records) > 0
+                        pending |= fold_records(state, records) > 0
                     if pending and not batches:  # a quiet moment: the records of one apply are all here
                         pending = False
                         try:
