@@ -23,8 +23,6 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from mailroom.grids import condition_text
 from mailroom.tables import table, utc_text
 from matcher.decision import decide
@@ -33,7 +31,7 @@ from matcher.limits import ReplyHistory
 from matcher.rules import CompiledRules, compile_rules
 from matcher.threads import ThreadIndex
 from runtime.settings import KafkaSettings
-from runtime.snapshot import read_to_end
+from runtime.snapshot import read_topics
 from schemas import topics
 from schemas.config import Mailbox, MailroomConfig
 from schemas.errors import EventError
@@ -564,41 +562,29 @@ def read_events(
     """The topics an audit needs, read to the end they have now with one consumer outside any consumer
     group (nothing committed); with `mailbox`, that mailbox's events only. `progress(done, total)`."""
     events = Events()
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        bootstrap_timeout_ms=int(min(timeout, 30.0) * 1000),
-    )
-    try:
-        names = {kafka.topic(spec): spec.name for spec in _TOPICS}
-        tps = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(consumer.partitions_for_topic(name) or ())
-        ]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-        total, done = sum(ends[tp] - starts[tp] for tp in tps), 0
-        for record in read_to_end(consumer, tps, timeout, "the audited topics"):
-            done += 1
-            if progress is not None and (done % 500 == 0 or done == total):
-                progress(done, total)
-            if record.value is None:
-                continue
-            keyed = names[record.topic] in _KEYED_BY_MAILBOX
-            if mailbox is not None and keyed and (record.key or b"").decode("utf-8", "replace") != mailbox:
-                continue
-            model = _MODELS.get(event_type_of(record.value) or "")
-            if model is None:
-                continue
-            try:
-                event = parse_event(model, record.value)
-            except EventError:
-                continue  # not ours to judge here: the worker reading it dead-letters it
-            if mailbox is None or getattr(event, "mailbox_id", None) in (mailbox, None) or keyed:
-                events.add(event)
-    finally:
-        consumer.close()
+    names = {kafka.topic(spec): spec.name for spec in _TOPICS}
+    done = ahead = 0
+
+    def told(count: int) -> None:
+        nonlocal ahead
+        ahead = count
+
+    for record in read_topics(kafka, _TOPICS, timeout, tombstones=True, total=told):
+        done += 1
+        if progress is not None and (done % 500 == 0 or done == ahead):
+            progress(done, ahead)
+        if record.value is None:
+            continue
+        keyed = names[record.topic] in _KEYED_BY_MAILBOX
+        if mailbox is not None and keyed and (record.key or b"").decode("utf-8", "replace") != mailbox:
+            continue
+        model = _MODELS.get(event_type_of(record.value) or "")
+        if model is None:
+            continue
+        try:
+            event = parse_event(model, record.value)
+        except EventError:
+            continue  # not ours to judge here: the worker reading it dead-letters it
+        if mailbox is None or getattr(event, "mailbox_id", None) in (mailbox, None) or keyed:
+            events.add(event)
     return events

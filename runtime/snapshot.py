@@ -6,7 +6,7 @@ For what reads a topic once and stops: ingest's checkpoints at start, the operat
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from runtime.settings import KafkaSettings
 from schemas.topics import TopicSpec
 
-__all__ = ["read_record", "read_to_end", "read_topic"]
+__all__ = ["read_record", "read_to_end", "read_topic", "read_topics"]
 
 
 def read_to_end(
@@ -49,13 +49,30 @@ def read_topic(
     partition; TimeoutError when that takes longer than `timeout` seconds (a KafkaError when no broker
     answers within it, or 30 s). `tombstones`: also the records without a value, which delete their
     key from a compacted topic."""
+    return read_topics(kafka, [spec], timeout, tombstones=tombstones)
+
+
+def read_topics(
+    kafka: KafkaSettings,
+    specs: Sequence[TopicSpec],
+    timeout: float = 60.0,
+    *,
+    tombstones: bool = False,
+    total: Callable[[int], None] | None = None,
+) -> Iterator[Any]:
+    """`read_topic` of several topics with one consumer, each partition oldest first. `total` is told,
+    before the first record, how many records (tombstones too) lie ahead."""
     consumer = _consumer(kafka, timeout)
     try:
-        name = kafka.topic(spec)
-        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or set())]
+        names = [kafka.topic(spec) for spec in specs]
+        tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or set())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        yield from (r for r in read_to_end(consumer, tps, timeout, name) if tombstones or r.value is not None)
+        if total is not None and tps:
+            starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+            total(sum(ends[tp] - starts[tp] for tp in tps))
+        what = ", ".join(names)
+        yield from (r for r in read_to_end(consumer, tps, timeout, what) if tombstones or r.value is not None)
     finally:
         consumer.close()
 
